@@ -1,0 +1,130 @@
+"""Syncline's exception tree.
+
+Every error Syncline raises descends from :class:`SynclineError` and carries a
+stable ``code`` and a ``retryable`` flag. The transport layers map codes to HTTP
+status and Convex wire errors in one table (:data:`HTTP_STATUS_BY_CODE`).
+
+    SynclineError
+    ├── InvalidValueError        a value is not a Convex value, or exceeds a limit
+    ├── ValidationError          a value does not match its validator (names the path)
+    ├── InvalidIdError           malformed id, or an id of another table
+    ├── SchemaError              a schema definition is malformed
+    │   └── SchemaViolationError existing documents violate a new schema
+    ├── FunctionNotFoundError    no public function by that path (also for internal ones)
+    ├── FunctionTypeError        e.g. a mutation called through run_query
+    ├── DocumentNotFoundError    patch/replace/delete of a missing document
+    ├── OccConflictError         optimistic concurrency conflict (retryable)
+    ├── AuthenticationError      invalid, expired or unverifiable token
+    ├── ConfigError              an app's configuration (auth_config.py, CLI flags) is invalid
+    ├── ProtocolError            malformed frame or request body, bad version chain
+    ├── RequestTooLargeError     a request body or frame over the limit
+    └── AppError                 raised by application code, data reaches clients
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SynclineError(Exception):
+    """Root of every error Syncline raises on purpose."""
+
+    code: ClassVar[str] = "InternalError"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidValueError(SynclineError):
+    code = "InvalidValue"
+
+
+class ValidationError(SynclineError):
+    code = "ValidationFailed"
+
+
+class InvalidIdError(SynclineError):
+    code = "InvalidId"
+
+
+class SchemaError(SynclineError):
+    code = "SchemaInvalid"
+
+
+class SchemaViolationError(SchemaError):
+    """Existing documents do not satisfy a schema that is being applied."""
+
+    code = "SchemaViolation"
+
+    def __init__(self, message: str, *, offending_ids: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.offending_ids = offending_ids
+
+
+class FunctionNotFoundError(SynclineError):
+    code = "FunctionNotFound"
+
+
+class FunctionTypeError(SynclineError):
+    code = "WrongFunctionType"
+
+
+class DocumentNotFoundError(SynclineError):
+    code = "DocumentNotFound"
+
+
+class OccConflictError(SynclineError):
+    code = "OptimisticConcurrencyControlFailure"
+    retryable = True
+
+
+class AuthenticationError(SynclineError):
+    code = "Unauthenticated"
+
+
+class ConfigError(SynclineError):
+    code = "InvalidConfig"
+
+
+class ProtocolError(SynclineError):
+    code = "BadProtocol"
+
+
+class RequestTooLargeError(SynclineError):
+    code = "RequestTooLarge"
+
+
+class AppError(SynclineError):
+    """Raise from a function to send structured ``data`` to the client.
+
+    The client receives it as Convex ``errorData`` (``ConvexError.data`` in the
+    official clients); the message is derived from the data.
+    """
+
+    code = "AppError"
+
+    def __init__(self, data: Any) -> None:
+        message = data if isinstance(data, str) else "AppError"
+        super().__init__(message)
+        self.data = data
+
+
+#: HTTP status for each error code; anything else is a 500 ``InternalError``.
+#: Function-level failures use Convex's 560 so official clients read the body.
+HTTP_STATUS_BY_CODE: dict[str, int] = {
+    ProtocolError.code: 400,
+    RequestTooLargeError.code: 413,
+    AuthenticationError.code: 401,
+    InvalidValueError.code: 560,
+    ValidationError.code: 560,
+    InvalidIdError.code: 560,
+    SchemaError.code: 560,
+    SchemaViolationError.code: 560,
+    FunctionNotFoundError.code: 560,
+    FunctionTypeError.code: 560,
+    DocumentNotFoundError.code: 560,
+    OccConflictError.code: 560,
+    AppError.code: 560,
+}

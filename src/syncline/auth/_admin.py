@@ -1,0 +1,90 @@
+"""Admin keys, derived from a per-instance secret.
+
+A key is ``syncline-admin|<name>|<hex HMAC-SHA256(secret, name)>``, so any number
+can be issued (one per operator or CI job) without storing them, and all are
+revoked together by replacing the secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+from syncline._errors import ConfigError
+
+#: File, in the data directory, holding the instance secret.
+INSTANCE_SECRET_FILENAME = "instance_secret"
+#: Length of the instance secret in bytes.
+INSTANCE_SECRET_BYTES = 32
+_PREFIX = "syncline-admin"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DIGEST_HEX_CHARS = 2 * hashlib.sha256().digest_size
+
+
+def load_or_create_instance_secret(data_dir: Path) -> bytes:
+    """The instance secret in ``data_dir``, created (mode 0o600) if missing.
+
+    Creation is atomic: concurrent callers all end up with the same secret.
+    """
+    path = data_dir / INSTANCE_SECRET_FILENAME
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _create_secret_file(path)
+    secret = path.read_bytes()
+    if len(secret) != INSTANCE_SECRET_BYTES:
+        raise ConfigError(
+            f"{path}: must hold exactly {INSTANCE_SECRET_BYTES} bytes, found {len(secret)}"
+        )
+    return secret
+
+
+def _create_secret_file(path: Path) -> None:
+    # Write a private temporary file, then link it into place: readers never
+    # see a partial secret, and a concurrent creator's secret wins intact.
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_bytes(INSTANCE_SECRET_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+        # If another process created it first, theirs is the secret.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class AdminKeys:
+    """Issues and verifies admin keys for one instance secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < INSTANCE_SECRET_BYTES:
+            raise ConfigError(f"admin key secret must be at least {INSTANCE_SECRET_BYTES} bytes")
+        self._secret = secret
+
+    def issue(self, name: str = "default") -> str:
+        """A new admin key labelled ``name`` (``[A-Za-z0-9_-]{1,64}``)."""
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"admin key name {name!r} must be 1-64 characters of A-Z, a-z, 0-9, '_', '-'"
+            )
+        return f"{_PREFIX}|{name}|{self._digest(name)}"
+
+    def verify(self, key: str) -> bool:
+        """Whether ``key`` was issued from this secret; never raises."""
+        if not isinstance(key, str) or not key.isascii():
+            return False
+        prefix, _, rest = key.partition("|")
+        name, _, digest = rest.partition("|")
+        if prefix != _PREFIX or not _NAME.fullmatch(name) or len(digest) != _DIGEST_HEX_CHARS:
+            return False
+        return hmac.compare_digest(self._digest(name), digest)
+
+    def _digest(self, name: str) -> str:
+        return hmac.new(self._secret, name.encode("ascii"), hashlib.sha256).hexdigest()

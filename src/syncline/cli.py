@@ -1,0 +1,212 @@
+"""The ``syncline`` command: ``dev``, ``run``, ``admin-key``, ``--version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from syncline._errors import SynclineError
+from syncline._version import __version__
+
+DEFAULT_URL = "http://127.0.0.1:3210"
+log = logging.getLogger("syncline")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """The one place the CLI reads environment variables (SYNCLINE_*)."""
+    return os.environ.get(f"SYNCLINE_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncline", description="Syncline: a reactive backend for Convex clients."
+    )
+    parser.add_argument("--version", action="version", version=f"syncline {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="serve an app on this machine, reloading on change")
+    dev.add_argument("app_dir", type=Path, help="the app directory (schema.py, modules)")
+    dev.add_argument("--port", type=int, default=int(_env("PORT", "3210") or 3210))
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument(
+        "--data", type=Path, default=None, help="data directory (default APP_DIR/.syncline)"
+    )
+    dev.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
+
+    run = commands.add_parser("run", help="call a function on a running deployment")
+    run.add_argument("path", help='function path, e.g. "messages:send"')
+    run.add_argument("args", nargs="?", default="{}", help="arguments as a JSON object")
+    run.add_argument("--url", default=_env("URL", DEFAULT_URL))
+    run.add_argument("--admin-key", default=_env("ADMIN_KEY"), help="allows internal functions")
+
+    key = commands.add_parser("admin-key", help="print an admin key for a data directory")
+    key.add_argument("--data", type=Path, required=True, help="the deployment's data directory")
+    key.add_argument("--name", default="default", help="a name for the key (letters, digits, -_)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.command == "dev":
+        return _dev(args)
+    if args.command == "run":
+        return asyncio.run(_run(args))
+    if args.command == "admin-key":
+        return _admin_key(args)
+    build_parser().print_help()
+    return 2
+
+
+def _admin_key(args: argparse.Namespace) -> int:
+    from syncline.auth import AdminKeys, load_or_create_instance_secret
+
+    try:
+        print(AdminKeys(load_or_create_instance_secret(args.data)).issue(args.name))
+    except SynclineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from syncline.app import AppLoadError
+
+    try:
+        asyncio.run(_serve(args))
+    except AppLoadError as exc:
+        print(f"error: {exc.message}\n{exc.details}", file=sys.stderr)
+        return 1
+    except SynclineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from syncline.server import EmbeddedConfig, EmbeddedServer
+
+    app_dir: Path = args.app_dir.resolve()
+    data_dir: Path = (args.data or app_dir / ".syncline").resolve()
+    server = EmbeddedServer(EmbeddedConfig(app_dir, data_dir, host=args.host, port=args.port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    functions = sorted(server.deployments.current.app.functions)
+    print(
+        f"Syncline {__version__} serving {app_dir}\n"
+        f"  URL:       {server.url}\n"
+        f"  Admin key: {server.admin_key}\n"
+        f"  Data:      {data_dir}\n"
+        f"  Functions: {len(functions)} ({', '.join(functions[:8])}{', ...' if len(functions) > 8 else ''})\n"
+        f"Ready. Press Ctrl+C to stop.",
+        flush=True,
+    )
+    watcher = None
+    if not args.no_watch:
+        watcher = asyncio.create_task(_watch(server, app_dir, data_dir), name="app-watcher")
+    try:
+        await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        print("Stopping...", flush=True)
+        await server.close()
+
+
+async def _watch(server: Any, app_dir: Path, data_dir: Path) -> None:
+    """Reload the app when its Python files change; keep the old code on errors."""
+    import watchfiles
+
+    from syncline.app import AppLoadError, load_app
+
+    def relevant(change: watchfiles.Change, path: str) -> bool:
+        p = Path(path)
+        return p.suffix == ".py" and data_dir not in p.parents and "__pycache__" not in p.parts
+
+    async for changes in watchfiles.awatch(app_dir, watch_filter=relevant, debounce=200):
+        names = ", ".join(sorted({Path(p).name for _, p in changes}))
+        try:
+            deployment = await server.deploy(load_app(app_dir))
+        except AppLoadError as exc:
+            print(
+                f"Reload failed ({names}); still serving the previous version:\n"
+                f"{exc.message}\n{exc.details}",
+                flush=True,
+            )
+            continue
+        except SynclineError as exc:
+            print(
+                f"Reload refused ({names}); still serving the previous version:\n{exc.message}",
+                flush=True,
+            )
+            continue
+        print(
+            f"Reloaded ({names}): version {deployment.version}, "
+            f"{len(deployment.app.functions)} functions; subscriptions re-run.",
+            flush=True,
+        )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    try:
+        call_args = json.loads(args.args)
+    except ValueError:
+        print(f"error: ARGS must be a JSON object, got {args.args!r}", file=sys.stderr)
+        return 2
+    if not isinstance(call_args, dict):
+        print("error: ARGS must be a JSON object", file=sys.stderr)
+        return 2
+    headers = {"Authorization": f"Convex {args.admin_key}"} if args.admin_key else {}
+    body = {"path": args.path, "args": call_args, "format": "json"}
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{args.url.rstrip('/')}/api/function", json=body, headers=headers
+            ) as response,
+        ):
+            text = await response.text()
+    except aiohttp.ClientError as exc:
+        print(
+            f"error: cannot reach {args.url} ({exc}); is `syncline dev` running?", file=sys.stderr
+        )
+        return 1
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        print(f"error: HTTP {response.status}: {text[:500]}", file=sys.stderr)
+        return 1
+    if payload.get("status") == "success":
+        for line in payload.get("logLines", []):
+            print(line, file=sys.stderr)
+        print(json.dumps(payload["value"], indent=2, ensure_ascii=False))
+        return 0
+    message = payload.get("errorMessage") or payload.get("message") or text
+    print(f"error: {message}", file=sys.stderr)
+    if payload.get("errorData") is not None:
+        print(json.dumps(payload["errorData"], indent=2), file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

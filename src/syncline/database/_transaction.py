@@ -1,0 +1,243 @@
+"""A transaction over one snapshot: records what it read, buffers what it writes.
+
+Reads see the transaction's own writes. Every read is recorded as an index
+interval; a scan records only the part it actually consumed, so ``take(5)``
+is not invalidated by a write past its fifth row.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from syncline._errors import DocumentNotFoundError, InvalidIdError, ValidationError
+from syncline.database._model import (
+    UNSET,
+    DataModel,
+    TableInfo,
+    check_user_fields,
+    index_key,
+)
+from syncline.schema import BY_ID
+from syncline.storage import Document, DocumentWrite, IndexKeyChange, IndexMeta, Snapshot
+from syncline.txn import Interval, ReadSet
+from syncline.values import encode_index_key, key_successor
+
+_FIRST_PAGE = 32
+_MAX_PAGE = 1024
+MAX_WRITES_PER_TRANSACTION = 16_000
+
+
+@dataclass
+class _PendingWrite:
+    table: TableInfo
+    old: Document | None
+    new: Document | None
+
+
+class ReadOnlyError(ValidationError):
+    code = "ReadOnly"
+
+
+class Transaction:
+    """One function execution's view of the database."""
+
+    def __init__(self, snapshot: Snapshot, model: DataModel, *, read_only: bool) -> None:
+        self.snapshot = snapshot
+        self.model = model
+        self.read_only = read_only
+        self.reads = ReadSet()
+        self._writes: dict[str, _PendingWrite] = {}
+
+    @property
+    def ts(self) -> int:
+        return self.snapshot.ts
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, doc_id: object) -> Document | None:
+        table = self.model.require_id(doc_id, what="db.get")
+        assert isinstance(doc_id, str)
+        if table is None:
+            return None
+        by_id = table.indexes[BY_ID]
+        key = encode_index_key([doc_id])
+        self.reads.add(by_id.index_id, Interval(key, key_successor(key)))
+        pending = self._writes.get(doc_id)
+        if pending is not None:
+            return copy.deepcopy(pending.new)
+        doc = await self.snapshot.get(doc_id)
+        if doc is not None and doc.get("_id") != doc_id:
+            return None
+        return doc
+
+    async def scan(
+        self, index: IndexMeta, start: bytes, end: bytes | None, *, descending: bool
+    ) -> AsyncIterator[tuple[bytes, Document]]:
+        """Entries of ``index`` in ``[start, end)`` merged with this transaction's writes."""
+        recorded: Interval | None = None
+
+        def consumed(key: bytes) -> None:
+            nonlocal recorded
+            if descending:
+                if recorded is None:
+                    recorded = self.reads.add(index.index_id, Interval(key, end))
+                recorded.start = key
+            else:
+                if recorded is None:
+                    recorded = self.reads.add(index.index_id, Interval(start, None))
+                recorded.end = key_successor(key)
+
+        pending = self._pending_in_range(index, start, end, descending)
+        page_start, page_end = start, end
+        page_size = _FIRST_PAGE
+        exhausted = False
+        buffer: list[tuple[bytes, Document]] = []
+        while True:
+            if not buffer and not exhausted:
+                rows = await self.snapshot.scan(
+                    index.index_id, page_start, page_end, descending=descending, limit=page_size
+                )
+                exhausted = len(rows) < page_size
+                if rows:
+                    last = rows[-1][0]
+                    if descending:
+                        page_end = last
+                    else:
+                        page_start = key_successor(last)
+                page_size = min(page_size * 2, _MAX_PAGE)
+                buffer = [(k, d) for k, d in rows if d["_id"] not in self._writes]
+                buffer.reverse()  # pop() from the end in order
+            next_stored = buffer[-1] if buffer else None
+            next_pending = pending[-1] if pending else None
+            if next_stored is None and next_pending is None:
+                if exhausted:
+                    break
+                continue
+            take_pending = next_stored is None or (
+                next_pending is not None
+                and (
+                    (next_pending[0] > next_stored[0])
+                    if descending
+                    else (next_pending[0] < next_stored[0])
+                )
+            )
+            key, doc = pending.pop() if take_pending else buffer.pop()
+            consumed(key)
+            yield key, doc
+        # Reached the end of the range: the whole range was read.
+        if recorded is None:
+            self.reads.add(index.index_id, Interval(start, end))
+        elif descending:
+            recorded.start = start
+        else:
+            recorded.end = end
+
+    def _pending_in_range(
+        self, index: IndexMeta, start: bytes, end: bytes | None, descending: bool
+    ) -> list[tuple[bytes, Document]]:
+        found: list[tuple[bytes, Document]] = []
+        for pending in self._writes.values():
+            if pending.new is None or pending.table.meta.table_number != index.table_number:
+                continue
+            key = index_key(index, pending.new)
+            if start <= key and (end is None or key < end):
+                found.append((key, copy.deepcopy(pending.new)))
+        # Reversed so that pop() yields them in scan order.
+        found.sort(key=lambda kv: kv[0], reverse=not descending)
+        return found
+
+    # -- writes --------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("queries are read-only; write from a mutation")
+        if len(self._writes) >= MAX_WRITES_PER_TRANSACTION:
+            raise ValidationError(
+                f"a transaction may write at most {MAX_WRITES_PER_TRANSACTION} documents"
+            )
+
+    async def insert(self, table: TableInfo, value: object, *, now_ms: float | None) -> str:
+        self._check_writable()
+        body = check_user_fields(value, path=f"db.insert({table.name!r})")
+        doc = self.model.new_document(table, copy.deepcopy(body), now_ms=now_ms)
+        self.model.check_document(table, doc, path=table.name)
+        self._writes[doc["_id"]] = _PendingWrite(table, None, doc)
+        return str(doc["_id"])
+
+    async def _existing(self, doc_id: object, what: str) -> tuple[TableInfo, Document]:
+        self._check_writable()
+        table = self.model.require_id(doc_id, what=what)
+        doc = await self.get(doc_id) if table is not None else None
+        if table is None or doc is None:
+            raise DocumentNotFoundError(f"{what}: document {doc_id!r} does not exist")
+        return table, doc
+
+    async def patch(self, doc_id: object, fields: object) -> None:
+        table, doc = await self._existing(doc_id, "db.patch")
+        patch = check_user_fields(fields, path="db.patch", allow_system=True)
+        new = dict(doc)
+        for key, value in patch.items():
+            if key in ("_id", "_creationTime"):
+                if value != doc[key]:
+                    raise ValidationError(f"db.patch: system field {key!r} cannot be changed")
+                continue
+            if isinstance(key, str) and key.startswith("_"):
+                raise ValidationError(f"db.patch: field {key!r} is reserved")
+            if value is UNSET:
+                new.pop(key, None)
+            else:
+                new[key] = copy.deepcopy(value)
+        self._stage(table, doc, new)
+
+    async def replace(self, doc_id: object, value: object) -> None:
+        table, doc = await self._existing(doc_id, "db.replace")
+        body = check_user_fields(value, path="db.replace", allow_system=True)
+        for key in ("_id", "_creationTime"):
+            if key in body and body[key] != doc[key]:
+                raise ValidationError(f"db.replace: system field {key!r} cannot be changed")
+        new = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("_id", "_creationTime")}
+        for key in new:
+            if key.startswith("_"):
+                raise ValidationError(f"db.replace: field {key!r} is reserved")
+        self._stage(table, doc, {"_id": doc["_id"], "_creationTime": doc["_creationTime"], **new})
+
+    async def delete(self, doc_id: object) -> None:
+        table, doc = await self._existing(doc_id, "db.delete")
+        self._stage(table, doc, None)
+
+    def _stage(self, table: TableInfo, current: Document, new: Document | None) -> None:
+        if new is not None:
+            self.model.check_document(table, new, path=table.name)
+        doc_id = current["_id"]
+        earlier = self._writes.get(doc_id)
+        old = earlier.old if earlier is not None else current
+        if earlier is not None and earlier.old is None and new is None:
+            # Inserted and deleted in the same transaction: nothing to write.
+            del self._writes[doc_id]
+            return
+        self._writes[doc_id] = _PendingWrite(table, old, new)
+
+    def has_writes(self) -> bool:
+        return bool(self._writes)
+
+    def document_writes(self) -> list[DocumentWrite]:
+        writes: list[DocumentWrite] = []
+        for doc_id, pending in self._writes.items():
+            changes = tuple(
+                IndexKeyChange(index.index_id, old_key, new_key)
+                for index, old_key, new_key in self.model.index_changes(
+                    pending.table, pending.old, pending.new
+                )
+            )
+            writes.append(
+                DocumentWrite(doc_id, pending.table.meta.table_number, pending.new, changes)
+            )
+        return writes
+
+
+def require_id_of(model: DataModel, doc_id: object, table: str, what: str) -> None:
+    info = model.require_id(doc_id, what=what)
+    if info is None or info.name != table:
+        raise InvalidIdError(f"{what}: {doc_id!r} is not an id of table {table!r}")

@@ -1,0 +1,86 @@
+"""The ``ctx`` objects handed to queries, mutations and actions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from syncline.auth import UserIdentity
+from syncline.database import DatabaseReader, DatabaseWriter
+
+if TYPE_CHECKING:
+    from syncline.runtime._runner import FunctionRunner
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: a verified user, an admin key holder, both, or nobody."""
+
+    user: UserIdentity | None = None
+    admin: bool = False
+
+    @property
+    def cache_key(self) -> str:
+        """Separates results of queries run for different callers."""
+        user = self.user.token_identifier if self.user else ""
+        return f"{'admin' if self.admin else 'user'}:{user}"
+
+
+ANONYMOUS = Identity()
+
+
+class Auth:
+    """``ctx.auth``; remembers whether the function looked at the identity."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+        self.read = False
+
+    async def get_user_identity(self) -> dict[str, Any] | None:
+        """The caller's identity as Convex's UserIdentity object, or None."""
+        self.read = True
+        return self._identity.user.to_convex() if self._identity.user else None
+
+
+class QueryCtx:
+    """``ctx`` of a query: read-only ``db`` and ``auth``."""
+
+    def __init__(self, db: DatabaseReader, auth: Auth) -> None:
+        self.db = db
+        self.auth = auth
+
+
+class MutationCtx:
+    """``ctx`` of a mutation: ``db`` reads and writes in one transaction."""
+
+    def __init__(self, db: DatabaseWriter, auth: Auth) -> None:
+        self.db = db
+        self.auth = auth
+
+
+RunFn = Callable[[object, dict[str, Any] | None], Awaitable[Any]]
+
+
+class ActionCtx:
+    """``ctx`` of an action: no database, but it can call other functions."""
+
+    def __init__(self, runner: FunctionRunner, identity: Identity, depth: int) -> None:
+        self.auth = Auth(identity)
+        self._runner = runner
+        self._identity = identity
+        self._depth = depth
+
+    async def run_query(self, ref: object, args: dict[str, Any] | None = None) -> Any:
+        result = await self._runner.run_query_internal(ref, args or {}, self._identity)
+        return result.value
+
+    async def run_mutation(self, ref: object, args: dict[str, Any] | None = None) -> Any:
+        result = await self._runner.run_mutation_internal(ref, args or {}, self._identity)
+        return result.value
+
+    async def run_action(self, ref: object, args: dict[str, Any] | None = None) -> Any:
+        result = await self._runner.run_action_internal(
+            ref, args or {}, self._identity, depth=self._depth + 1
+        )
+        return result.value

@@ -1,0 +1,146 @@
+"""The live app version and its data model, and how a new version goes live.
+
+Applying an app checks every existing document against the new schema,
+creates missing tables and backfills new indexes while commits are held off,
+and only then swaps the version in, so no function ever runs against an
+index that is not complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncline._errors import SchemaViolationError, SynclineError
+from syncline.app import App
+from syncline.database import DataModel, index_key
+from syncline.schema import BY_CREATION_TIME, BY_ID, builtin_indexes
+from syncline.storage import Catalog, IndexMeta, Storage
+from syncline.txn import Committer
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_VIOLATIONS = 20
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One live version: the app's code and the data model it runs against."""
+
+    app: App
+    model: DataModel
+    version: int
+
+
+class DeploymentManager:
+    """Holds the live deployment; ``apply`` moves to a new app version."""
+
+    def __init__(self, storage: Storage, committer: Committer) -> None:
+        self._storage = storage
+        self._committer = committer
+        self._current: Deployment | None = None
+        self._listeners: list[Callable[[Deployment], None]] = []
+
+    @property
+    def current(self) -> Deployment:
+        if self._current is None:
+            raise SynclineError("no app is deployed yet")
+        return self._current
+
+    def on_change(self, listener: Callable[[Deployment], None]) -> None:
+        """Called after every new version or catalog change (subscriptions re-run)."""
+        self._listeners.append(listener)
+
+    def _publish(self, deployment: Deployment) -> None:
+        self._current = deployment
+        for listener in self._listeners:
+            listener(deployment)
+
+    async def apply(self, app: App) -> Deployment:
+        """Make ``app`` live, or raise (SchemaViolationError lists offending ids)."""
+        async with self._committer.exclusive():
+            catalog = await self._storage.load_catalog()
+            if app.schema is not None:
+                await self._check_documents(app, catalog)
+                for name in app.schema.tables:
+                    if name not in catalog.tables:
+                        await self._create_table(name)
+                catalog = await self._storage.load_catalog()
+                await self._sync_indexes(app, catalog)
+                catalog = await self._storage.load_catalog()
+            version = self._current.version + 1 if self._current else 1
+            deployment = Deployment(app, DataModel(catalog, app.schema), version)
+        self._publish(deployment)
+        return deployment
+
+    async def ensure_table(self, name: str) -> DataModel:
+        """Create a schemaless table on first insert; returns the new model."""
+        async with self._committer.exclusive():
+            catalog = await self._storage.load_catalog()
+            if name not in catalog.tables:
+                await self._create_table(name)
+                catalog = await self._storage.load_catalog()
+            current = self.current
+            deployment = Deployment(
+                current.app, DataModel(catalog, current.app.schema), current.version
+            )
+        self._publish(deployment)
+        return deployment.model
+
+    async def _create_table(self, name: str) -> None:
+        table = await self._storage.create_table(name)
+        for index in builtin_indexes():
+            await self._storage.create_index(table.table_number, index.name, index.fields, [])
+
+    async def _check_documents(self, app: App, catalog: Catalog) -> None:
+        assert app.schema is not None
+        model = DataModel(catalog, app.schema)
+        offending: dict[str, list[str]] = {}
+        first_error = ""
+        async with self._storage.snapshot() as snapshot:
+            for name in app.schema.tables:
+                table = model.table(name)
+                if table is None or table.validator is None:
+                    continue
+                for doc in await snapshot.table_documents(table.meta.table_number):
+                    try:
+                        model.check_document(table, doc, path=name)
+                    except SynclineError as exc:
+                        ids = offending.setdefault(name, [])
+                        if len(ids) < MAX_REPORTED_VIOLATIONS:
+                            ids.append(str(doc["_id"]))
+                        first_error = first_error or exc.message
+        if offending:
+            listing = "; ".join(f"{t}: {', '.join(ids)}" for t, ids in offending.items())
+            raise SchemaViolationError(
+                f"existing documents do not match the new schema ({first_error}). "
+                f"Offending ids: {listing}",
+                offending_ids=offending,
+            )
+
+    async def _sync_indexes(self, app: App, catalog: Catalog) -> None:
+        assert app.schema is not None
+        for name, definition in app.schema.tables.items():
+            table = catalog.tables[name]
+            existing = {i.name: i for i in catalog.indexes.get(table.table_number, [])}
+            wanted = {i.name: i for i in definition.indexes}
+            for index_name, index in existing.items():
+                if index_name in (BY_ID, BY_CREATION_TIME):
+                    continue
+                if index_name not in wanted or wanted[index_name].fields != index.fields:
+                    log.info("dropping index %s.%s", name, index_name)
+                    await self._storage.drop_index(index.index_id)
+            for index_name, definition_index in wanted.items():
+                current = existing.get(index_name)
+                if current is not None and current.fields == definition_index.fields:
+                    continue
+                await self._backfill(table.table_number, index_name, definition_index.fields)
+
+    async def _backfill(self, table_number: int, name: str, fields: tuple[str, ...]) -> None:
+        probe = IndexMeta(-1, table_number, name, fields)
+        async with self._storage.snapshot() as snapshot:
+            docs = await snapshot.table_documents(table_number)
+        entries = [(index_key(probe, doc), str(doc["_id"])) for doc in docs]
+        log.info("backfilling index %s over %d documents", name, len(entries))
+        await self._storage.create_index(table_number, name, fields, entries)

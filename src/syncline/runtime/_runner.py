@@ -1,0 +1,303 @@
+"""Running functions: argument checks, execution, OCC retries, error shaping.
+
+Queries run against one snapshot (their own, or the subscription loop's).
+Mutations run against a fresh snapshot and commit through the committer;
+on an OCC conflict they re-run, up to ``max_occ_retries`` times, with jittered
+backoff. Actions run outside any transaction and call back in through ctx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncline._errors import (
+    FunctionNotFoundError,
+    FunctionTypeError,
+    OccConflictError,
+    SynclineError,
+    ValidationError,
+)
+from syncline.database import DatabaseReader, DatabaseWriter, PaginationJournal, Transaction
+from syncline.functions import FunctionKind, FunctionSpec, Visibility, resolve_reference
+from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
+from syncline.runtime._deployment import Deployment, DeploymentManager
+from syncline.runtime._logs import capture_log_lines
+from syncline.storage import Snapshot, Storage
+from syncline.txn import CommitRequest, Committer, ReadSet
+from syncline.values import check_value, from_json, to_json
+
+log = logging.getLogger(__name__)
+
+MAX_ACTION_DEPTH = 8
+
+
+class UncaughtFunctionError(SynclineError):
+    """A function raised something other than AppError: clients see no internals."""
+
+    code = "InternalError"
+
+
+@dataclass
+class QueryResult:
+    value: Any
+    ts: int
+    read_set: ReadSet
+    journal: str | None
+    log_lines: list[str]
+    read_identity: bool
+
+
+@dataclass
+class MutationResult:
+    value: Any
+    ts: int
+    log_lines: list[str]
+    deduplicated: bool = False
+
+
+@dataclass
+class ActionResult:
+    value: Any
+    log_lines: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    max_occ_retries: int = 16
+    """Re-executions of a mutation that keeps conflicting before it fails."""
+    occ_backoff_seconds: float = 0.002
+    """Initial backoff between OCC retries; doubles with jitter, capped at 0.2 s."""
+
+
+def _request_id() -> str:
+    return secrets.token_hex(8)
+
+
+class FunctionRunner:
+    """Executes the live deployment's functions."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        committer: Committer,
+        deployments: DeploymentManager,
+        *,
+        config: RunnerConfig | None = None,
+        clock_ms: Callable[[], float] = lambda: time.time() * 1000.0,
+    ) -> None:
+        self._storage = storage
+        self._committer = committer
+        self._deployments = deployments
+        self._config = config or RunnerConfig()
+        self._clock_ms = clock_ms
+
+    # -- lookup --------------------------------------------------------------
+
+    def resolve(
+        self, ref: object, kind: FunctionKind, identity: Identity, *, from_function: bool
+    ) -> tuple[Deployment, FunctionSpec]:
+        deployment = self._deployments.current
+        path = resolve_reference(ref)
+        spec = deployment.app.functions.get(path)
+        allowed = spec is not None and (
+            from_function or identity.admin or spec.visibility is Visibility.PUBLIC
+        )
+        if spec is None or not allowed:
+            # Internal functions look exactly like missing ones to clients.
+            raise FunctionNotFoundError(f"Could not find public function for '{path}'")
+        if spec.kind is not kind:
+            raise FunctionTypeError(
+                f"'{path}' is a {spec.kind.value}, not a {kind.value}; call it as a "
+                f"{spec.kind.value}"
+            )
+        return deployment, spec
+
+    def kind_of(self, ref: object, identity: Identity) -> FunctionKind:
+        """The kind of a function the caller may call (for ``/api/function``)."""
+        path = resolve_reference(ref)
+        spec = self._deployments.current.app.functions.get(path)
+        if spec is None or not (identity.admin or spec.visibility is Visibility.PUBLIC):
+            raise FunctionNotFoundError(f"Could not find public function for '{path}'")
+        return spec.kind
+
+    @staticmethod
+    def _check_args(deployment: Deployment, spec: FunctionSpec, args: object) -> dict[str, Any]:
+        if not isinstance(args, dict):
+            raise ValidationError(f"args: expected object, got {type(args).__name__}")
+        check_value(args, path="args")
+        if spec.args is not None:
+            spec.args.validate(args, "args", id_table=deployment.model.id_table_name)
+        return args
+
+    @staticmethod
+    def _check_result(deployment: Deployment, spec: FunctionSpec, value: object) -> None:
+        check_value(value, path="returns")
+        if spec.returns is not None:
+            spec.returns.validate(value, "returns", id_table=deployment.model.id_table_name)
+
+    async def _invoke(self, spec: FunctionSpec, ctx: object, args: dict[str, Any]) -> Any:
+        try:
+            return await spec.handler(ctx, **args)
+        except SynclineError:
+            raise
+        except Exception as exc:
+            request_id = _request_id()
+            log.exception("[Request ID: %s] %s failed", request_id, spec.path)
+            raise UncaughtFunctionError(f"[Request ID: {request_id}] Server Error") from exc
+
+    # -- queries -------------------------------------------------------------
+
+    async def run_query(
+        self,
+        ref: object,
+        args: object,
+        identity: Identity,
+        *,
+        snapshot: Snapshot | None = None,
+        journal: str | None = None,
+        from_function: bool = False,
+    ) -> QueryResult:
+        deployment, spec = self.resolve(
+            ref, FunctionKind.QUERY, identity, from_function=from_function
+        )
+        checked = self._check_args(deployment, spec, args)
+        if snapshot is not None:
+            return await self._query_in(snapshot, deployment, spec, checked, identity, journal)
+        async with self._storage.snapshot() as own:
+            return await self._query_in(own, deployment, spec, checked, identity, journal)
+
+    async def _query_in(
+        self,
+        snapshot: Snapshot,
+        deployment: Deployment,
+        spec: FunctionSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        journal: str | None,
+    ) -> QueryResult:
+        tx = Transaction(snapshot, deployment.model, read_only=True)
+        pages = PaginationJournal(journal)
+        auth = Auth(identity)
+        assert spec.path is not None
+        try:
+            with capture_log_lines(spec.path) as lines:
+                value = await self._invoke(spec, QueryCtx(DatabaseReader(tx, pages), auth), args)
+            self._check_result(deployment, spec, value)
+        except SynclineError as exc:
+            # A subscription to a failing query must still re-run when what it read changes.
+            exc.read_set = tx.reads  # type: ignore[attr-defined]
+            raise
+        return QueryResult(value, snapshot.ts, tx.reads, pages.serialize(), lines, auth.read)
+
+    async def run_query_internal(self, ref: object, args: Any, identity: Identity) -> QueryResult:
+        return await self.run_query(ref, args, identity, from_function=True)
+
+    # -- mutations -----------------------------------------------------------
+
+    async def run_mutation(
+        self,
+        ref: object,
+        args: object,
+        identity: Identity,
+        *,
+        idempotency_key: str | None = None,
+        from_function: bool = False,
+    ) -> MutationResult:
+        deployment, spec = self.resolve(
+            ref, FunctionKind.MUTATION, identity, from_function=from_function
+        )
+        if idempotency_key is not None:
+            earlier = await self._committer.find_idempotent(idempotency_key)
+            if earlier is not None:
+                return MutationResult(
+                    from_json(json.loads(earlier.result_json)), earlier.ts, [], deduplicated=True
+                )
+        checked = self._check_args(deployment, spec, args)
+        backoff = self._config.occ_backoff_seconds
+        for attempt in range(self._config.max_occ_retries + 1):
+            try:
+                return await self._mutation_attempt(spec, checked, identity, idempotency_key)
+            except OccConflictError:
+                if attempt == self._config.max_occ_retries:
+                    raise OccConflictError(
+                        f"{spec.path}: gave up after {attempt + 1} attempts; documents it reads "
+                        "are being changed concurrently (OCC conflict)"
+                    ) from None
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 0.2)
+        raise AssertionError("unreachable")
+
+    async def _mutation_attempt(
+        self,
+        spec: FunctionSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        idempotency_key: str | None,
+    ) -> MutationResult:
+        # The deployment may have changed since the first attempt: use the live one.
+        deployment = self._deployments.current
+        spec = deployment.app.functions.get(spec.path or "", spec)
+        assert spec.path is not None
+        with capture_log_lines(spec.path) as lines:
+            async with self._storage.snapshot() as snapshot:
+                tx = Transaction(snapshot, deployment.model, read_only=False)
+                db = DatabaseWriter(
+                    tx,
+                    PaginationJournal(),
+                    ensure_table=self._deployments.ensure_table,
+                    now_ms=self._clock_ms,
+                )
+                value = await self._invoke(spec, MutationCtx(db, Auth(identity)), args)
+                self._check_result(deployment, spec, value)
+                writes = tx.document_writes()
+                snapshot_ts = snapshot.ts
+        result_json = json.dumps(to_json(value), separators=(",", ":"))
+        if not writes and idempotency_key is None:
+            return MutationResult(value, snapshot_ts, lines)
+        outcome = await self._committer.commit(
+            CommitRequest(snapshot_ts, tx.reads, writes, idempotency_key, result_json)
+        )
+        if outcome.deduplicated:
+            value = from_json(json.loads(outcome.result_json))
+        return MutationResult(value, outcome.ts, lines, outcome.deduplicated)
+
+    async def run_mutation_internal(
+        self, ref: object, args: Any, identity: Identity
+    ) -> MutationResult:
+        return await self.run_mutation(ref, args, identity, from_function=True)
+
+    # -- actions -------------------------------------------------------------
+
+    async def run_action(
+        self,
+        ref: object,
+        args: object,
+        identity: Identity,
+        *,
+        from_function: bool = False,
+        depth: int = 0,
+    ) -> ActionResult:
+        deployment, spec = self.resolve(
+            ref, FunctionKind.ACTION, identity, from_function=from_function
+        )
+        if depth > MAX_ACTION_DEPTH:
+            raise ValidationError(f"actions may nest at most {MAX_ACTION_DEPTH} deep")
+        checked = self._check_args(deployment, spec, args)
+        assert spec.path is not None
+        with capture_log_lines(spec.path) as lines:
+            value = await self._invoke(spec, ActionCtx(self, identity, depth), checked)
+        self._check_result(deployment, spec, value)
+        return ActionResult(value, lines)
+
+    async def run_action_internal(
+        self, ref: object, args: Any, identity: Identity, *, depth: int
+    ) -> ActionResult:
+        return await self.run_action(ref, args, identity, from_function=True, depth=depth)

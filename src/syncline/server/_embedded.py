@@ -1,0 +1,153 @@
+"""The embedded server: every component in one process over SQLite.
+
+Storage, committer, deployment, runner and subscription loop are the same
+objects the cluster services compose; here they share one event loop, and the
+committer wakes the subscription loop directly instead of through NOTIFY.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from syncline.app import App, load_app
+from syncline.auth import AdminKeys, TokenVerifier, load_or_create_instance_secret
+from syncline.runtime import (
+    Deployment,
+    DeploymentManager,
+    FunctionRunner,
+    install_print_capture,
+)
+from syncline.server._http import HttpApi
+from syncline.storage import SqliteStorage
+from syncline.sync import Authenticator, SubscriptionManager
+from syncline.txn import Committer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 3210
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    app_dir: Path
+    """The app: schema.py, function modules, optional auth_config.py."""
+    data_dir: Path
+    """Where the SQLite database and the instance secret live."""
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = DEFAULT_PORT
+    """TCP port; 0 picks a free one."""
+
+
+class ServerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class EmbeddedServer:
+    """``syncline dev``: serve one app from one process."""
+
+    def __init__(self, config: EmbeddedConfig) -> None:
+        self.config = config
+        self._state = ServerState.NEW
+        self.storage = SqliteStorage(config.data_dir / "syncline.sqlite3")
+        self.manager: SubscriptionManager | None = None
+        self.committer = Committer(self.storage, on_commit=self._on_commit)
+        self.deployments = DeploymentManager(self.storage, self.committer)
+        self.runner = FunctionRunner(self.storage, self.committer, self.deployments)
+        self.admin_keys: AdminKeys | None = None
+        self._verifier: TokenVerifier | None = None
+        self._authenticator: Authenticator | None = None
+        self._http: HttpApi | None = None
+        self._site_runner: web.AppRunner | None = None
+        self.port = config.port
+
+    def _on_commit(self, ts: int) -> None:
+        if self.manager is not None:
+            self.manager.notify_commit(ts)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def admin_key(self) -> str:
+        assert self.admin_keys is not None
+        return self.admin_keys.issue()
+
+    def _get_authenticator(self) -> Authenticator:
+        assert self._authenticator is not None
+        return self._authenticator
+
+    async def start(self) -> None:
+        if self._state is not ServerState.NEW:
+            return
+        install_print_capture()
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_keys = AdminKeys(load_or_create_instance_secret(self.config.data_dir))
+        await self.storage.open()
+        try:
+            await self.committer.start()
+            self.manager = SubscriptionManager(self.storage, self.runner)
+            self.deployments.on_change(self._deployment_changed)
+            await self.deploy(load_app(self.config.app_dir))
+            await self.manager.start()
+            self._http = HttpApi(
+                runner=self.runner, manager=self.manager, authenticator=self._get_authenticator
+            )
+            self._site_runner = web.AppRunner(
+                self._http.application(), access_log=None, handle_signals=False
+            )
+            await self._site_runner.setup()
+            site = web.TCPSite(self._site_runner, self.config.host, self.config.port)
+            await site.start()
+            sockets = site._server.sockets if site._server else []
+            if sockets:
+                self.port = sockets[0].getsockname()[1]
+        except BaseException:
+            await self.close()
+            raise
+        self._state = ServerState.RUNNING
+
+    async def deploy(self, app: App) -> Deployment:
+        """Make a new version of the app live (schema checked, indexes backfilled)."""
+        deployment = await self.deployments.apply(app)
+        old = self._verifier
+        self._verifier = TokenVerifier(app.auth_providers)
+        assert self.admin_keys is not None
+        self._authenticator = Authenticator(self._verifier, self.admin_keys)
+        if old is not None:
+            await old.close()
+        return deployment
+
+    def _deployment_changed(self, deployment: Deployment) -> None:
+        if self.manager is not None:
+            self.manager.rerun_all()
+
+    async def close(self) -> None:
+        if self._state is ServerState.CLOSED:
+            return
+        self._state = ServerState.CLOSED
+        if self._http is not None:
+            await self._http.close_sockets()
+        if self._site_runner is not None:
+            await self._site_runner.cleanup()
+        if self.manager is not None:
+            await self.manager.close()
+        await self.committer.close()
+        await self.storage.close()
+        if self._verifier is not None:
+            await self._verifier.close()
+
+    async def __aenter__(self) -> EmbeddedServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,231 @@
+"""The client-facing HTTP and WebSocket API, wire-compatible with Convex.
+
+- ``GET /api/sync``, ``GET /api/<client version>/sync``: the sync protocol.
+- ``POST /api/query|mutation|action|function``: Convex's HTTP API; the body is
+  ``{"path", "args", "format"}`` with ``args`` an object (``format: "json"``,
+  the documented form) or ``[object]`` (the npm client's
+  ``"convex_encoded_json"``).
+- ``POST /api/run/<dir>/<module>/<name>``: Convex's run endpoint.
+- ``POST /api/query_ts``; ``GET /version``.
+Function failures answer 560 with ``{"status": "error", ...}`` as Convex does;
+malformed requests answer 400 with ``{"code", "message"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from syncline._errors import (
+    HTTP_STATUS_BY_CODE,
+    AuthenticationError,
+    ProtocolError,
+    SynclineError,
+)
+from syncline._version import __version__
+from syncline.functions import FunctionKind, run_path_to_function_path
+from syncline.runtime import FunctionRunner, Identity
+from syncline.sync import (
+    Authenticator,
+    SubscriptionManager,
+    SyncSession,
+    encode_ts,
+    error_for_client,
+)
+from syncline.sync._protocol import MAX_FRAME_BYTES
+from syncline.values import from_json, to_json
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class HttpApi:
+    """Builds the aiohttp application over a runner and a subscription manager."""
+
+    def __init__(
+        self,
+        *,
+        runner: FunctionRunner,
+        manager: SubscriptionManager,
+        authenticator: Callable[[], Authenticator],
+    ) -> None:
+        self._runner = runner
+        self._manager = manager
+        self._authenticator = authenticator
+        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/api/sync", self._sync)
+        app.router.add_get("/api/{client_version}/sync", self._sync)
+        app.router.add_post("/api/query", self._kind_handler(FunctionKind.QUERY))
+        app.router.add_post("/api/mutation", self._kind_handler(FunctionKind.MUTATION))
+        app.router.add_post("/api/action", self._kind_handler(FunctionKind.ACTION))
+        app.router.add_post("/api/function", self._any_function)
+        app.router.add_post("/api/run/{function_path:.+}", self._run)
+        app.router.add_post("/api/query_ts", self._query_ts)
+        return app
+
+    async def close_sockets(self) -> None:
+        """Close every sync connection (clients reconnect to the next server)."""
+        for ws in list(self._sockets):
+            await ws.close(code=1012, message=b"server restarting")
+
+    # -- plain endpoints -------------------------------------------------------
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return web.Response(text=__version__)
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=f"Syncline {__version__} is running. Clients connect to "
+            f"{request.url.with_path('/')} (WebSocket /api/sync, HTTP /api/query etc.).\n"
+        )
+
+    async def _query_ts(self, request: web.Request) -> web.Response:
+        return web.json_response({"ts": encode_ts(self._manager.ts)})
+
+    # -- function calls --------------------------------------------------------
+
+    def _kind_handler(self, kind: FunctionKind) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._call(request, lambda body: (body.get("path"), kind))
+
+        return handler
+
+    async def _any_function(self, request: web.Request) -> web.Response:
+        return await self._call(request, lambda body: (body.get("path"), None))
+
+    async def _run(self, request: web.Request) -> web.Response:
+        raw = request.match_info["function_path"]
+        return await self._call(request, lambda body: (run_path_to_function_path(raw), None))
+
+    async def _call(
+        self,
+        request: web.Request,
+        target: Callable[[dict[str, Any]], tuple[object, FunctionKind | None]],
+    ) -> web.Response:
+        try:
+            body = await _json_body(request)
+            path, kind = target(body)
+            if not isinstance(path, str):
+                raise ProtocolError("request body needs a string 'path' (e.g. \"messages:list\")")
+            fmt = body.get("format", "json")
+            if fmt not in ("json", "convex_encoded_json"):
+                raise ProtocolError(
+                    f"unsupported format {fmt!r}; use 'json' or 'convex_encoded_json'"
+                )
+            args = _args(body.get("args", {}))
+            identity = await self._authenticator().from_authorization_header(
+                request.headers.get("Authorization")
+            )
+            value, log_lines = await self._execute(path, kind, from_json(args), identity)
+        except SynclineError as exc:
+            return _error_response(exc)
+        return web.json_response(
+            {"status": "success", "value": to_json(value), "logLines": log_lines},
+            dumps=_dumps,
+        )
+
+    async def _execute(
+        self, path: str, kind: FunctionKind | None, args: Any, identity: Identity
+    ) -> tuple[Any, list[str]]:
+        if kind is None:
+            kind = self._runner.kind_of(path, identity)
+        if kind is FunctionKind.QUERY:
+            query = await self._runner.run_query(path, args, identity)
+            return query.value, query.log_lines
+        if kind is FunctionKind.MUTATION:
+            mutation = await self._runner.run_mutation(path, args, identity)
+            return mutation.value, mutation.log_lines
+        action = await self._runner.run_action(path, args, identity)
+        return action.value, action.log_lines
+
+    # -- the sync protocol -----------------------------------------------------
+
+    async def _sync(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+
+        async def send(frame: str) -> None:
+            if not ws.closed:
+                try:
+                    await ws.send_str(frame)
+                except ConnectionError:
+                    log.debug("client went away while sending")
+
+        async def close(reason: str) -> None:
+            await ws.close(code=1000, message=reason.encode()[:120])
+
+        async def frames() -> AsyncIterator[str | bytes]:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    yield message.data
+                elif message.type is WSMsgType.ERROR:
+                    # e.g. a frame over the size limit: aiohttp closes with 1009.
+                    log.info("sync connection error: %s", ws.exception())
+                    return
+
+        session = SyncSession(
+            manager=self._manager,
+            runner=self._runner,
+            authenticator=self._authenticator(),
+            send=send,
+            close=close,
+        )
+        await session.run(frames())
+        if not ws.closed:
+            await ws.close()
+        return ws
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ProtocolError(f"request body exceeds {MAX_BODY_BYTES} bytes") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("request body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError("request body must be a JSON object")
+    return body
+
+
+def _args(args: object) -> object:
+    if isinstance(args, list):
+        if len(args) != 1:
+            raise ProtocolError("'args' must be an object or a one-element array [object]")
+        return args[0]
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise ProtocolError("'args' must be an object")
+    return args
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _error_response(exc: SynclineError) -> web.Response:
+    status = HTTP_STATUS_BY_CODE.get(exc.code, 500)
+    if status == 560 or exc.code == "InternalError":
+        message, error_data = error_for_client(exc)
+        body: dict[str, Any] = {"status": "error", "errorMessage": message, "logLines": []}
+        if error_data is not None:
+            body["errorData"] = error_data
+        return web.json_response(body, status=560 if status in (500, 560) else status, dumps=_dumps)
+    if isinstance(exc, AuthenticationError):
+        status = 401
+    return web.json_response(
+        {"code": exc.code, "message": exc.message}, status=status, dumps=_dumps
+    )

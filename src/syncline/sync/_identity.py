@@ -1,0 +1,39 @@
+"""Turning credentials (a user JWT, an admin key) into an Identity."""
+
+from __future__ import annotations
+
+from syncline._errors import AuthenticationError
+from syncline.auth import AdminKeys, TokenVerifier
+from syncline.runtime import ANONYMOUS, Identity
+
+
+class Authenticator:
+    """Verifies the credentials of sync sessions and HTTP requests."""
+
+    def __init__(self, verifier: TokenVerifier, admin_keys: AdminKeys) -> None:
+        self._verifier = verifier
+        self._admin_keys = admin_keys
+
+    async def identify(self, token_type: str, value: str | None) -> Identity:
+        """``token_type`` is the sync protocol's: "User", "Admin" or "None"."""
+        if token_type == "None" or value is None:
+            return ANONYMOUS
+        if token_type == "Admin":
+            if not self._admin_keys.verify(value):
+                raise AuthenticationError("the admin key is not valid for this deployment")
+            return Identity(admin=True)
+        return Identity(user=await self._verifier.verify(value))
+
+    async def from_authorization_header(self, header: str | None) -> Identity:
+        """``Bearer <jwt>`` or ``Convex <admin key>``; no header is anonymous."""
+        if not header:
+            return ANONYMOUS
+        scheme, _, credential = header.strip().partition(" ")
+        credential = credential.strip()
+        if scheme.lower() == "bearer" and credential:
+            return await self.identify("User", credential)
+        if scheme.lower() == "convex" and credential:
+            return await self.identify("Admin", credential)
+        raise AuthenticationError(
+            "Authorization header must be 'Bearer <token>' or 'Convex <admin key>'"
+        )

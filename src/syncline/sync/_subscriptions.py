@@ -1,0 +1,260 @@
+"""Shared subscriptions, and the loop that keeps them current.
+
+Identical subscriptions (same path, args, caller and page journal) share one
+:class:`SharedQuery`: one execution, one serialised result. The loop advances
+in steps: it opens one snapshot, reads the commit log since its last ts,
+re-runs only the queries whose read sets intersect the written keys (plus
+newly added ones) in that same snapshot, then publishes every result and the
+new ts at once, so every session sees all its queries at one ts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from syncline._errors import AppError, SynclineError
+from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
+from syncline.storage import Storage
+from syncline.sync._protocol import dumps
+from syncline.txn import ReadSet, sorted_keys_by_index
+from syncline.values import json_dumps_canonical, to_json
+
+if TYPE_CHECKING:
+    from syncline.sync._session import SyncSession
+
+log = logging.getLogger(__name__)
+
+COMMITS_PER_STEP = 10_000
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    """A query's result, with its protocol modification body pre-serialised."""
+
+    fingerprint: str
+    """Equal fingerprints mean the client already has this result."""
+    body: str
+    """The modification JSON without its queryId (``{"type":...}`` tail)."""
+
+    def modification(self, query_id: int) -> str:
+        return f'{{"queryId":{query_id},{self.body}'
+
+
+def success_outcome(value: Any, log_lines: list[str], journal: str | None) -> QueryOutcome:
+    value_json = dumps(to_json(value))
+    body = (
+        f'"type":"QueryUpdated","value":{value_json},"logLines":{dumps(log_lines)},'
+        f'"journal":{dumps(journal)}}}'
+    )
+    return QueryOutcome("ok:" + value_json + (journal or ""), body)
+
+
+def failure_outcome(exc: SynclineError, log_lines: list[str]) -> QueryOutcome:
+    message, error_data = error_for_client(exc)
+    body = (
+        f'"type":"QueryFailed","errorMessage":{dumps(message)},"logLines":{dumps(log_lines)},'
+        f'"errorData":{dumps(error_data)},"journal":null}}'
+    )
+    return QueryOutcome("err:" + message + dumps(error_data), body)
+
+
+def error_for_client(exc: SynclineError) -> tuple[str, Any]:
+    """The (errorMessage, errorData) a client receives for a failed function."""
+    if isinstance(exc, AppError):
+        data = to_json(exc.data)
+        return f"Uncaught ConvexError: {json.dumps(data)}", data
+    if isinstance(exc, UncaughtFunctionError):
+        return exc.message, None
+    return f"{exc.code}: {exc.message}", None
+
+
+QueryKey = tuple[str, str, str, str | None]
+
+
+@dataclass(eq=False)
+class SharedQuery:
+    key: QueryKey
+    path: str
+    args: Any
+    identity: Identity
+    journal: str | None
+    outcome: QueryOutcome | None = None
+    read_set: ReadSet = field(default_factory=ReadSet)
+    subscribers: set[SyncSession] = field(default_factory=set)
+
+
+class ManagerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class SubscriptionManager:
+    """Keeps every subscribed query's result current as commits land."""
+
+    def __init__(self, storage: Storage, runner: FunctionRunner, *, start_ts: int = 0) -> None:
+        self._storage = storage
+        self._runner = runner
+        self._queries: dict[QueryKey, SharedQuery] = {}
+        self._pending: set[SharedQuery] = set()
+        self._rerun_all = False
+        self._wakeup = asyncio.Event()
+        self._ts = start_ts
+        self._ts_changed = asyncio.Condition()
+        self._sessions: set[SyncSession] = set()
+        self._state = ManagerState.NEW
+        self._task: asyncio.Task[None] | None = None
+        self.steps = 0
+
+    @property
+    def ts(self) -> int:
+        """Every published result is current as of this ts."""
+        return self._ts
+
+    @property
+    def query_count(self) -> int:
+        return len(self._queries)
+
+    async def start(self) -> None:
+        if self._state is ManagerState.NEW:
+            self._ts = max(self._ts, await self._storage.max_ts())
+            self._state = ManagerState.RUNNING
+            self._task = asyncio.create_task(self._run(), name="subscription-loop")
+
+    async def close(self) -> None:
+        self._state = ManagerState.CLOSED
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- called by sessions and the committer --------------------------------
+
+    def register_session(self, session: SyncSession) -> None:
+        self._sessions.add(session)
+
+    def unregister_session(self, session: SyncSession) -> None:
+        self._sessions.discard(session)
+
+    def subscribe(
+        self, session: SyncSession, path: str, args: Any, identity: Identity, journal: str | None
+    ) -> SharedQuery:
+        try:
+            args_key = json_dumps_canonical(to_json(args))
+        except SynclineError:
+            args_key = repr(args)
+        key: QueryKey = (path, args_key, identity.cache_key, journal)
+        query = self._queries.get(key)
+        if query is None:
+            query = SharedQuery(key, path, args, identity, journal)
+            self._queries[key] = query
+            self._pending.add(query)
+            self._wakeup.set()
+        query.subscribers.add(session)
+        return query
+
+    def unsubscribe(self, session: SyncSession, query: SharedQuery) -> None:
+        query.subscribers.discard(session)
+        if not query.subscribers and self._queries.get(query.key) is query:
+            del self._queries[query.key]
+            self._pending.discard(query)
+
+    def notify_commit(self, ts: int) -> None:
+        """A commit up to ``ts`` is durable; wake the loop."""
+        if ts > self._ts:
+            self._wakeup.set()
+
+    def rerun_all(self) -> None:
+        """New code or catalog: every result may differ."""
+        self._rerun_all = True
+        self._wakeup.set()
+
+    async def wait_for_ts(self, ts: int, timeout_seconds: float) -> bool:
+        """Wait until results are current as of ``ts``; False on timeout."""
+        async with self._ts_changed:
+            try:
+                await asyncio.wait_for(
+                    self._ts_changed.wait_for(lambda: self._ts >= ts), timeout_seconds
+                )
+            except TimeoutError:
+                return False
+        return True
+
+    # -- the loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self._step()
+            except Exception:
+                log.exception("subscription step failed; retrying")
+                await asyncio.sleep(0.1)
+                self._wakeup.set()
+
+    async def _step(self) -> None:
+        async with self._storage.snapshot() as snapshot:
+            target_ts = max(snapshot.ts, self._ts)
+            if self._rerun_all:
+                self._rerun_all = False
+                to_run = set(self._queries.values())
+            else:
+                to_run = set(self._pending)
+                if snapshot.ts > self._ts:
+                    to_run |= await self._invalidated(snapshot, self._ts)
+            self._pending.clear()
+            queries = [q for q in to_run if self._queries.get(q.key) is q]
+            results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
+        # Publish all at once (no await in between): sessions never see a mix of ts.
+        changed: set[SharedQuery] = set()
+        for query, (outcome, read_set) in zip(queries, results, strict=True):
+            query.read_set = read_set
+            if query.outcome is None or query.outcome.fingerprint != outcome.fingerprint:
+                query.outcome = outcome
+                changed.add(query)
+        advanced = target_ts > self._ts
+        self._ts = target_ts
+        self.steps += 1
+        affected: set[SyncSession] = set()
+        for query in changed:
+            affected |= query.subscribers
+        for session in self._sessions:
+            if session in affected or (advanced and session.waiting_for_ts()):
+                session.mark_dirty()
+        async with self._ts_changed:
+            self._ts_changed.notify_all()
+
+    async def _invalidated(self, snapshot: Any, since: int) -> set[SharedQuery]:
+        keys: list[tuple[int, bytes]] = []
+        cursor = since
+        while True:
+            commits = await snapshot.commits_after(cursor, limit=COMMITS_PER_STEP)
+            for commit in commits:
+                keys.extend(commit.keys)
+            if len(commits) < COMMITS_PER_STEP:
+                break
+            cursor = commits[-1].ts
+        written = sorted_keys_by_index(keys)
+        return {q for q in self._queries.values() if q.read_set.overlaps(written)}
+
+    async def _execute(self, query: SharedQuery, snapshot: Any) -> tuple[QueryOutcome, ReadSet]:
+        try:
+            result = await self._runner.run_query(
+                query.path, query.args, query.identity, snapshot=snapshot, journal=query.journal
+            )
+        except SynclineError as exc:
+            # A failed query is re-run when anything it read changes (or on new code).
+            read_set = getattr(exc, "read_set", None) or ReadSet()
+            return failure_outcome(exc, []), read_set
+        return success_outcome(result.value, result.log_lines, result.journal), result.read_set
+
+
+SessionFactory = Callable[[], "SyncSession"]

@@ -1,0 +1,221 @@
+"""The committer: OCC validation, ts assignment and group commit.
+
+Callers queue :class:`CommitRequest` s. One loop takes everything queued (up to
+``max_batch``), validates each request in order against the recent-write window
+(which already holds the earlier requests of the same batch), assigns strictly
+increasing ts, writes the whole batch in one storage transaction and only then
+answers the callers. While a batch is being made durable the next one fills,
+so under load one fsync pays for many commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from syncline._errors import OccConflictError, SynclineError
+from syncline.storage import CommitEntry, DocumentWrite, IdempotencyRecord, Storage
+from syncline.txn._intervals import ReadSet, sorted_keys_by_index
+from syncline.txn._window import WriteWindow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CommitRequest:
+    """A transaction ready to commit, read at ``snapshot_ts``."""
+
+    snapshot_ts: int
+    read_set: ReadSet
+    writes: Sequence[DocumentWrite]
+    idempotency_key: str | None = None
+    result_json: str = "null"
+    """The function's return value, recorded with the idempotency key."""
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    ts: int
+    result_json: str
+    deduplicated: bool = False
+
+
+class CommitterState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@dataclass
+class _Pending:
+    request: CommitRequest
+    future: asyncio.Future[CommitOutcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(frozen=True)
+class CommitterConfig:
+    max_batch: int = 512
+    """Most commits written in one storage transaction."""
+    window_seconds: float = 60.0
+    """How long written keys stay in the OCC window; older snapshots are refused."""
+    recent_idempotency_keys: int = 100_000
+    """Request keys remembered in memory (all are also in storage)."""
+
+
+class Committer:
+    """Serialises commits onto one Storage; the only place ts are assigned."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        config: CommitterConfig | None = None,
+        on_commit: Callable[[int], None] = lambda ts: None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._storage = storage
+        self._config = config or CommitterConfig()
+        self._on_commit = on_commit
+        self._clock_ns = clock_ns
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._exclusive = asyncio.Lock()
+        self._state = CommitterState.NEW
+        self._task: asyncio.Task[None] | None = None
+        self._last_ts = 0
+        self._window = WriteWindow(0)
+        self._recent: OrderedDict[str, CommitOutcome] = OrderedDict()
+
+    @property
+    def last_ts(self) -> int:
+        return self._last_ts
+
+    async def start(self) -> None:
+        if self._state is not CommitterState.NEW:
+            return
+        self._last_ts = await self._storage.max_ts()
+        self._window = WriteWindow(self._last_ts)
+        self._state = CommitterState.RUNNING
+        self._task = asyncio.create_task(self._run(), name="committer")
+
+    async def close(self) -> None:
+        if self._state is CommitterState.CLOSED:
+            return
+        self._state = CommitterState.CLOSED
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.set_exception(SynclineError("the committer is shutting down"))
+        self._queue.clear()
+
+    async def __aenter__(self) -> Committer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def commit(self, request: CommitRequest) -> CommitOutcome:
+        """Commit, or raise OccConflictError; returns the first outcome for a retried key."""
+        if self._state is not CommitterState.RUNNING:
+            raise SynclineError("the committer is not running")
+        if request.idempotency_key is not None:
+            earlier = await self.find_idempotent(request.idempotency_key)
+            if earlier is not None:
+                return earlier
+        pending = _Pending(request)
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.future
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold off commits (for catalog changes such as an index backfill)."""
+        async with self._exclusive:
+            yield
+
+    def next_ts(self) -> int:
+        """A ts above every committed one: ``max(now, last + 1)``."""
+        return max(self._clock_ns(), self._last_ts + 1)
+
+    async def find_idempotent(self, key: str) -> CommitOutcome | None:
+        """The outcome recorded for a request key, if that request committed."""
+        outcome = self._recent.get(key)
+        if outcome is not None:
+            return CommitOutcome(outcome.ts, outcome.result_json, deduplicated=True)
+        found = await self._storage.find_idempotent(key)
+        if found is None:
+            return None
+        return CommitOutcome(found[0], found[1], deduplicated=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self._config.max_batch]
+                del self._queue[: len(batch)]
+                async with self._exclusive:
+                    await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        accepted: list[tuple[_Pending, CommitEntry]] = []
+        keys_in_batch: dict[str, CommitOutcome] = {}
+        base_ts = self._last_ts
+        for pending in batch:
+            request = pending.request
+            key = request.idempotency_key
+            if key is not None and key in keys_in_batch:
+                first = keys_in_batch[key]
+                pending.future.set_result(CommitOutcome(first.ts, first.result_json, True))
+                continue
+            conflict = self._window.check(request.snapshot_ts, request.read_set)
+            if conflict is not None:
+                pending.future.set_exception(OccConflictError(conflict.reason))
+                continue
+            ts = self.next_ts()
+            self._last_ts = ts
+            written = [k for w in request.writes for k in w.written_keys()]
+            self._window.add(ts, sorted_keys_by_index(written))
+            record = IdempotencyRecord(key, request.result_json) if key is not None else None
+            accepted.append((pending, CommitEntry(ts, tuple(request.writes), record)))
+            if key is not None:
+                keys_in_batch[key] = CommitOutcome(ts, request.result_json)
+        if not accepted:
+            return
+        try:
+            await self._storage.write_batch([entry for _, entry in accepted])
+        except Exception:
+            # Nothing of the batch is durable: forget it and fail every caller.
+            self._window.remove_after(base_ts)
+            self._last_ts = base_ts
+            log.exception("commit batch of %d failed", len(accepted))
+            for pending, _ in accepted:
+                pending.future.set_exception(
+                    SynclineError("the commit could not be made durable; it was not applied")
+                )
+            return
+        for pending, entry in accepted:
+            outcome = CommitOutcome(entry.ts, pending.request.result_json)
+            if entry.idempotency is not None:
+                self._remember(entry.idempotency.key, outcome)
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+        self._window.trim_before(self._last_ts - int(self._config.window_seconds * 1e9))
+        self._on_commit(self._last_ts)
+
+    def _remember(self, key: str, outcome: CommitOutcome) -> None:
+        self._recent[key] = outcome
+        while len(self._recent) > self._config.recent_idempotency_keys:
+            self._recent.popitem(last=False)
