@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from syncline._errors import (
     HTTP_STATUS_BY_CODE,
+    AppError,
     AuthenticationError,
     ProtocolError,
     SynclineError,
@@ -221,7 +222,7 @@ def _error_response(exc: SynclineError) -> web.Response:
     if status == 560 or exc.code == "InternalError":
         message, error_data = error_for_client(exc)
         body: dict[str, Any] = {"status": "error", "errorMessage": message, "logLines": []}
-        if error_data is not None:
+        if isinstance(exc, AppError):
             body["errorData"] = error_data
         return web.json_response(body, status=560 if status in (500, 560) else status, dumps=_dumps)
     if isinstance(exc, AuthenticationError):

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from syncline._errors import (
+    AppError,
     AuthenticationError,
     ProtocolError,
     SynclineError,
@@ -84,7 +85,8 @@ class SyncSession:
         self._query_specs: dict[int, AddQuery] = {}
         self._sent: dict[int, str] = {}
         self._sent_version = (0, 0, 0)
-        self._need_ts = 0
+        self._need_ts: int | None = None
+        """A Transition reaching this ts is owed (it completes a mutation)."""
         self._min_ts = 0
         self._outbox: deque[str] = deque()
         self._closing: str | None = None
@@ -101,7 +103,7 @@ class SyncSession:
         self._dirty.set()
 
     def waiting_for_ts(self) -> bool:
-        return self._need_ts > 0 or self._min_ts > self._sent_version[2]
+        return self._need_ts is not None or self._min_ts > self._sent_version[2]
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -277,8 +279,11 @@ class SyncSession:
                 request.udf_path, from_json(request.args), identity, idempotency_key=key
             )
         except SynclineError as exc:
+            # Convex's Rust client completes a mutation that failed with errorData only
+            # on the next Transition, so one is owed even though nothing changed.
+            self._owe_transition_at(self._manager.ts)
             return _failure_frame("MutationResponse", request.request_id, exc)
-        self._need_ts = max(self._need_ts, result.ts)
+        self._owe_transition_at(result.ts)
         return dumps(
             {
                 "type": "MutationResponse",
@@ -289,6 +294,9 @@ class SyncSession:
                 "logLines": result.log_lines,
             }
         )
+
+    def _owe_transition_at(self, ts: int) -> None:
+        self._need_ts = ts if self._need_ts is None else max(self._need_ts, ts)
 
     async def _action(self, request: FunctionRequest, identity: Identity) -> None:
         try:
@@ -341,11 +349,11 @@ class SyncSession:
                 modifications.append(query.outcome.modification(query_id))
         modifications.extend(query_removed(q) for q in self._sent if q not in self._queries)
         end = (self._query_set_version, self._identity_version, ts)
-        owed = self._need_ts and ts >= self._need_ts
+        owed = self._need_ts is not None and ts >= self._need_ts
         if not modifications and end[:2] == self._sent_version[:2] and not owed:
             return None
         if owed:
-            self._need_ts = 0
+            self._need_ts = None
         start = self._sent_version
         self._sent, self._sent_version = sent, end
         return transition_frame(version_json(*start), version_json(*end), modifications)
@@ -365,7 +373,7 @@ def _failure_frame(kind: str, request_id: int, exc: SynclineError) -> str:
         "result": message,
         "logLines": [],
     }
-    if error_data is not None:
+    if isinstance(exc, AppError):
         frame["errorData"] = error_data
     return dumps(frame)
 

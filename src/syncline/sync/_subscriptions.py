@@ -58,9 +58,12 @@ def success_outcome(value: Any, log_lines: list[str], journal: str | None) -> Qu
 
 def failure_outcome(exc: SynclineError, log_lines: list[str]) -> QueryOutcome:
     message, error_data = error_for_client(exc)
+    # errorData is present only for AppError: Convex's clients treat its mere
+    # presence (even null) as a ConvexError.
+    data = f',"errorData":{dumps(error_data)}' if isinstance(exc, AppError) else ""
     body = (
-        f'"type":"QueryFailed","errorMessage":{dumps(message)},"logLines":{dumps(log_lines)},'
-        f'"errorData":{dumps(error_data)},"journal":null}}'
+        f'"type":"QueryFailed","errorMessage":{dumps(message)},"logLines":{dumps(log_lines)}'
+        f'{data},"journal":null}}'
     )
     return QueryOutcome("err:" + message + dumps(error_data), body)
 
