@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from syncline._errors import SchemaError
 from syncline.database._model import DataModel, TableInfo
 from syncline.database._query import PaginationJournal, Query
-from syncline.database._transaction import Transaction
+from syncline.database._transaction import ReadOnlyError, Transaction
 from syncline.schema import check_table_name
 from syncline.storage import Document, IndexMeta, TableMeta
 from syncline.values import id_table_number
@@ -55,6 +55,19 @@ class DatabaseReader:
         if not isinstance(doc_id, str) or id_table_number(doc_id) != info.meta.table_number:
             return None
         return doc_id
+
+    # Writes from a query fail with a clear error rather than an AttributeError.
+    async def insert(self, table: str, value: object) -> str:
+        raise ReadOnlyError(f"db.insert({table!r}): queries are read-only; write from a mutation")
+
+    async def patch(self, doc_id: object, fields: object) -> None:
+        raise ReadOnlyError("db.patch: queries are read-only; write from a mutation")
+
+    async def replace(self, doc_id: object, value: object) -> None:
+        raise ReadOnlyError("db.replace: queries are read-only; write from a mutation")
+
+    async def delete(self, doc_id: object) -> None:
+        raise ReadOnlyError("db.delete: queries are read-only; write from a mutation")
 
 
 class DatabaseWriter(DatabaseReader):

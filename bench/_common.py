@@ -1,0 +1,239 @@
+"""Helpers shared by the benchmark scripts: server subprocesses, statistics, tables.
+
+Servers always run as separate processes (the load generator and the server
+must not share an interpreter), each on a free loopback port with a fresh
+temporary data directory that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+BENCH_DIR = Path(__file__).resolve().parent
+APP_DIR = BENCH_DIR / "app"
+HOST = "127.0.0.1"
+READY_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+def log(message: str) -> None:
+    """Progress output: stderr, so stdout carries only results."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server running in a child process; ``url`` is its base HTTP address."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    port: int
+    data_dir: Path
+    output: list[str] = field(default_factory=list)
+    _drain: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+async def _drain_output(server: ServerProcess, ready: asyncio.Event) -> None:
+    """Read the child's stdout until EOF; set ``ready`` on its "Ready." line."""
+    assert server.process.stdout is not None
+    async for raw in server.process.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        server.output.append(line)
+        if "Ready." in line:
+            ready.set()
+
+
+@contextlib.asynccontextmanager
+async def run_server(name: str, argv: Sequence[str], port: int) -> AsyncIterator[ServerProcess]:
+    """Start ``argv`` (which must serve on ``port``); stop it with SIGTERM on exit.
+
+    The placeholder ``{data}`` in ``argv`` is replaced by a fresh temporary
+    directory on the same file system as everything else under the temp root,
+    so both targets pay the same fsync cost.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    argv = [a.replace("{data}", str(data_dir)) for a in argv]
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    server = ServerProcess(name, process, port, data_dir)
+    ready = asyncio.Event()
+    server._drain = asyncio.create_task(_drain_output(server, ready), name=f"{name}-output")
+    try:
+        waiter = asyncio.create_task(ready.wait(), name=f"{name}-ready")
+        exited = asyncio.create_task(process.wait(), name=f"{name}-exit")
+        done, _ = await asyncio.wait(
+            {waiter, exited}, timeout=READY_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        exited.cancel()
+        if waiter not in done:
+            raise RuntimeError(
+                f"{name} did not become ready:\n" + "\n".join(server.output[-30:])
+            )
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/version") as r:
+            r.raise_for_status()
+        log(f"{name} ready on port {port} (pid {process.pid}, data {data_dir})")
+        yield server
+    finally:
+        await _stop(server)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _stop(server: ServerProcess) -> None:
+    process = server.process
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log(f"{server.name} ignored SIGTERM; killing pid {process.pid}")
+            process.kill()
+            await process.wait()
+    if server._drain is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await server._drain
+
+
+def syncline_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "syncline.cli",
+        "dev",
+        str(APP_DIR),
+        "--port",
+        str(port),
+        "--data",
+        "{data}",
+        "--no-watch",
+    ]
+
+
+def plain_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        str(BENCH_DIR / "plain_endpoint.py"),
+        "--port",
+        str(port),
+        "--db",
+        "{data}/plain.sqlite3",
+    ]
+
+
+# -- statistics --------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values (NaN when empty)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def summarize_ms(latencies_seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max (and mean) in milliseconds."""
+    values = sorted(latencies_seconds)
+    mean = sum(values) / len(values) if values else math.nan
+    return {
+        "p50_ms": percentile(values, 0.50) * 1000,
+        "p90_ms": percentile(values, 0.90) * 1000,
+        "p99_ms": percentile(values, 0.99) * 1000,
+        "max_ms": (values[-1] if values else math.nan) * 1000,
+        "mean_ms": mean * 1000,
+    }
+
+
+# -- output ------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table; floats get one decimal place (or two below 10)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "-"
+            return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+        return str(value)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def write_json(path: str | None, results: dict[str, Any]) -> None:
+    """Write results as JSON (NaN, i.e. "no sample", becomes null)."""
+    if path:
+        text = json.dumps(_without_nan(results), indent=2, allow_nan=False, default=str)
+        Path(path).write_text(text + "\n")
+        log(f"wrote {path}")
+
+
+def _without_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(v) for v in value]
+    return value
+
+
+def machine_description() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"

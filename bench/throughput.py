@@ -1,0 +1,328 @@
+"""Write throughput: Syncline's insert mutation against a plain aiohttp+SQLite endpoint.
+
+Each target runs alone (its own process, a fresh data directory) so the two
+never compete for the machine's cores. For each target the driver warms up,
+then keeps ``--concurrency`` requests in flight for ``--seconds`` and counts
+the acknowledged ones:
+
+- ``plain/http``: ``POST /insert`` on bench/plain_endpoint.py (one durable
+  INSERT per request);
+- ``syncline/http``: ``POST /api/mutation`` calling ``counter:insert``;
+- ``syncline/ws``: the same mutation over the sync protocol, one WebSocket
+  session per concurrent client, each with one mutation in flight; a
+  mutation counts when its ``MutationResponse`` arrives.
+
+Every acknowledged write is durable in both systems (SQLite WAL,
+``synchronous=FULL``). Results go to stdout as a table; progress to stderr.
+
+Run: ``python bench/throughput.py [--seconds 10] [--concurrency 64] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from _common import (
+    format_table,
+    free_port,
+    log,
+    machine_description,
+    plain_argv,
+    run_server,
+    summarize_ms,
+    syncline_argv,
+    write_json,
+)
+
+KEYS = 100
+ERROR_BACKOFF_SECONDS = 0.01
+
+
+@dataclass
+class RunStats:
+    """What one timed run observed."""
+
+    target: str
+    concurrency: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = what
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "concurrency": self.concurrency,
+            "seconds": round(self.seconds, 3),
+            "ok": len(self.latencies),
+            "ok_per_s": len(self.latencies) / self.seconds if self.seconds else 0.0,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            **summarize_ms(self.latencies),
+        }
+
+
+Worker = Callable[[int, float, RunStats], Awaitable[None]]
+
+
+async def timed_run(target: str, concurrency: int, seconds: float, worker: Worker) -> RunStats:
+    """Run ``concurrency`` workers until ``seconds`` have passed.
+
+    Requests still in flight at the deadline are awaited but not counted, so
+    ok/s reflects only work acknowledged within the window.
+    """
+    stats = RunStats(target, concurrency)
+    start = time.perf_counter()
+    deadline = start + seconds
+    await asyncio.gather(*(worker(i, deadline, stats) for i in range(concurrency)))
+    stats.seconds = seconds
+    return stats
+
+
+# -- HTTP --------------------------------------------------------------------
+
+
+def http_worker(
+    session: aiohttp.ClientSession, url: str, body_for: Callable[[str], dict[str, Any]]
+) -> Worker:
+    """A closed-loop client: post, wait for the answer, repeat until the deadline."""
+
+    def success(status: int, answer: Any) -> bool:
+        if status != 200 or not isinstance(answer, dict):
+            return False
+        # Syncline answers {"status": "success", ...}; the plain endpoint {"id": ...}.
+        return answer.get("status", "success") == "success"
+
+    async def worker(index: int, deadline: float, stats: RunStats) -> None:
+        body = json.dumps(body_for(f"k{index % KEYS}"))
+        headers = {"Content-Type": "application/json"}
+        while True:
+            sent = time.perf_counter()
+            if sent >= deadline:
+                return
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    answer = await response.json(content_type=None)
+                    ok = success(response.status, answer)
+            except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+                stats.error(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(ERROR_BACKOFF_SECONDS)
+                continue
+            done = time.perf_counter()
+            if not ok:
+                stats.error(f"HTTP {response.status}: {str(answer)[:200]}")
+            elif done <= deadline:
+                stats.latencies.append(done - sent)
+
+    return worker
+
+
+async def bench_http(
+    target: str,
+    url: str,
+    body_for: Callable[[str], dict[str, Any]],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup_seconds: float,
+) -> RunStats:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        worker = http_worker(session, url, body_for)
+        if warmup_seconds > 0:
+            log(f"{target}: warming up for {warmup_seconds:g} s")
+            await timed_run(target, concurrency, warmup_seconds, worker)
+        log(f"{target}: measuring {concurrency} clients for {seconds:g} s")
+        return await timed_run(target, concurrency, seconds, worker)
+
+
+# -- WebSocket (sync protocol) -------------------------------------------------
+
+
+async def open_sync_session(session: aiohttp.ClientSession, ws_url: str) -> Any:
+    """Open a sync-protocol WebSocket and send Connect (as Convex's clients do)."""
+    ws = await session.ws_connect(ws_url, max_msg_size=0, autoping=True)
+    await ws.send_str(
+        json.dumps(
+            {
+                "type": "Connect",
+                "sessionId": str(uuid.uuid4()),
+                "connectionCount": 0,
+                "lastCloseReason": None,
+                "clientTs": int(time.time() * 1000),
+            }
+        )
+    )
+    return ws
+
+
+def ws_worker(sockets: list[Any], request_ids: list[int]) -> Worker:
+    """One mutation in flight per session; ack = its MutationResponse."""
+
+    async def worker(index: int, deadline: float, stats: RunStats) -> None:
+        ws = sockets[index]
+        key = f"k{index % KEYS}"
+        while True:
+            sent = time.perf_counter()
+            if sent >= deadline:
+                return
+            request_ids[index] += 1
+            request_id = request_ids[index]
+            await ws.send_str(
+                json.dumps(
+                    {
+                        "type": "Mutation",
+                        "requestId": request_id,
+                        "udfPath": "counter:insert",
+                        "args": [{"key": key}],
+                    }
+                )
+            )
+            while True:
+                message = await ws.receive()
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"session {index}: connection ended ({message.type!r})")
+                frame = json.loads(message.data)
+                if frame.get("type") == "MutationResponse" and frame["requestId"] == request_id:
+                    break
+                if frame.get("type") == "FatalError":
+                    raise RuntimeError(f"session {index}: {frame.get('error')}")
+            done = time.perf_counter()
+            if not frame.get("success"):
+                stats.error(str(frame.get("result"))[:200])
+            elif done <= deadline:
+                stats.latencies.append(done - sent)
+
+    return worker
+
+
+async def bench_ws(
+    target: str, base_url: str, *, concurrency: int, seconds: float, warmup_seconds: float
+) -> RunStats:
+    ws_url = base_url.replace("http://", "ws://") + "/api/sync"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        sockets = await asyncio.gather(
+            *(open_sync_session(session, ws_url) for _ in range(concurrency))
+        )
+        try:
+            request_ids = [0] * concurrency
+            worker = ws_worker(sockets, request_ids)
+            if warmup_seconds > 0:
+                log(f"{target}: warming up for {warmup_seconds:g} s")
+                await timed_run(target, concurrency, warmup_seconds, worker)
+            log(f"{target}: measuring {concurrency} sessions for {seconds:g} s")
+            return await timed_run(target, concurrency, seconds, worker)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+# -- the whole benchmark -------------------------------------------------------
+
+
+async def run(seconds: float, concurrency: int, warmup_seconds: float) -> dict[str, Any]:
+    """Benchmark every target, one at a time; return a JSON-able result."""
+    runs: list[RunStats] = []
+    port = free_port()
+    async with run_server("plain", plain_argv(port), port) as plain:
+        runs.append(
+            await bench_http(
+                "plain/http",
+                f"{plain.url}/insert",
+                lambda key: {"key": key},
+                concurrency=concurrency,
+                seconds=seconds,
+                warmup_seconds=warmup_seconds,
+            )
+        )
+    port = free_port()
+    async with run_server("syncline", syncline_argv(port), port) as syncline:
+        runs.append(
+            await bench_http(
+                "syncline/http",
+                f"{syncline.url}/api/mutation",
+                lambda key: {"path": "counter:insert", "args": {"key": key}, "format": "json"},
+                concurrency=concurrency,
+                seconds=seconds,
+                warmup_seconds=warmup_seconds,
+            )
+        )
+        runs.append(
+            await bench_ws(
+                "syncline/ws",
+                syncline.url,
+                concurrency=concurrency,
+                seconds=seconds,
+                warmup_seconds=warmup_seconds,
+            )
+        )
+    summaries = [r.summary() for r in runs]
+    plain_rate = summaries[0]["ok_per_s"]
+    for summary in summaries:
+        summary["ratio_to_plain"] = summary["ok_per_s"] / plain_rate if plain_rate else None
+    return {
+        "benchmark": "throughput",
+        "machine": machine_description(),
+        "settings": {
+            "seconds": seconds,
+            "concurrency": concurrency,
+            "warmup_seconds": warmup_seconds,
+        },
+        "runs": summaries,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    headers = ["target", "concurrency", "ok/s", "p50 ms", "p99 ms", "errors", "x plain"]
+    rows = [
+        [
+            r["target"],
+            r["concurrency"],
+            round(r["ok_per_s"]),
+            r["p50_ms"],
+            r["p99_ms"],
+            r["errors"],
+            f"{r['ratio_to_plain']:.2f}" if r["ratio_to_plain"] is not None else "-",
+        ]
+        for r in results["runs"]
+    ]
+    return format_table(headers, rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per target")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.seconds, args.concurrency, args.warmup))
+    print("Write throughput (acknowledged durable inserts)")
+    print(table(results))
+    for r in results["runs"]:
+        if r["first_error"]:
+            print(f"  {r['target']}: first error: {r['first_error']}")
+    write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
