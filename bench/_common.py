@@ -197,7 +197,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
         "  ".join("-" * w for w in widths),
     ]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    for raw, row in zip(rows, cells, strict=True):
+        # Text left-aligned, numbers right-aligned.
+        lines.append(
+            "  ".join(
+                c.ljust(w) if isinstance(v, str) else c.rjust(w)
+                for v, c, w in zip(raw, row, widths, strict=True)
+            )
+        )
     return "\n".join(lines)
 
 

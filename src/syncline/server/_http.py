@@ -26,6 +26,7 @@ from syncline._errors import (
     AppError,
     AuthenticationError,
     ProtocolError,
+    RequestTooLargeError,
     SynclineError,
 )
 from syncline._version import __version__
@@ -193,7 +194,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=json.loads)
     except web.HTTPRequestEntityTooLarge as exc:
-        raise ProtocolError(f"request body exceeds {MAX_BODY_BYTES} bytes") from exc
+        raise RequestTooLargeError(f"request body exceeds {MAX_BODY_BYTES} bytes") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("request body is not valid JSON") from exc
     if not isinstance(body, dict):
