@@ -1,10 +1,10 @@
 """Errors raised by :class:`syncline.client.Client`.
 
-    SynclineError
-    └── ClientError              misuse of the client, or the client is closed
-        ├── FunctionError        a query, mutation or action failed on the server
-        └── ConnectionLostError  the connection dropped while an action was in flight
-                                 (retryable: the action ran at most once)
+SynclineError
+└── ClientError              misuse of the client, or the client is closed
+    ├── FunctionError        a query, mutation or action failed on the server
+    └── ConnectionLostError  the connection dropped while an action was in flight
+                             (retryable: the action ran at most once)
 """
 
 from __future__ import annotations

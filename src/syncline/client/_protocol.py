@@ -246,9 +246,7 @@ def _transition(obj: Mapping[str, Any]) -> Transition:
             parsed.append(QueryRemoved(query_id))
         else:
             raise ProtocolError(f"{where}.type: unknown modification {str(mod_type)[:40]!r}")
-    return Transition(
-        _version(obj, "startVersion"), _version(obj, "endVersion"), tuple(parsed)
-    )
+    return Transition(_version(obj, "startVersion"), _version(obj, "endVersion"), tuple(parsed))
 
 
 def _response(obj: Mapping[str, Any], kind: RequestKind) -> FunctionResponse:

@@ -107,9 +107,7 @@ class EmbeddedServer:
             await self._site_runner.setup()
             site = web.TCPSite(self._site_runner, self.config.host, self.config.port)
             await site.start()
-            sockets = site._server.sockets if site._server else []
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
+            self.port = int(self._site_runner.addresses[0][1])
         except BaseException:
             await self.close()
             raise

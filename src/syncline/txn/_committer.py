@@ -172,14 +172,21 @@ class Committer:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         accepted: list[tuple[_Pending, CommitEntry]] = []
         keys_in_batch: dict[str, CommitOutcome] = {}
+        # Answered only once the first request with their key is durable.
+        duplicates: list[tuple[_Pending, str]] = []
         base_ts = self._last_ts
         for pending in batch:
             request = pending.request
             key = request.idempotency_key
             if key is not None and key in keys_in_batch:
-                first = keys_in_batch[key]
-                pending.future.set_result(CommitOutcome(first.ts, first.result_json, True))
+                duplicates.append((pending, key))
                 continue
+            if key is not None:
+                # Queued while an earlier batch with this key was being written.
+                earlier = await self.find_idempotent(key)
+                if earlier is not None:
+                    pending.future.set_result(earlier)
+                    continue
             conflict = self._window.check(request.snapshot_ts, request.read_set)
             if conflict is not None:
                 pending.future.set_exception(OccConflictError(conflict.reason))
@@ -201,7 +208,7 @@ class Committer:
             self._window.remove_after(base_ts)
             self._last_ts = base_ts
             log.exception("commit batch of %d failed", len(accepted))
-            for pending, _ in accepted:
+            for pending in [p for p, _ in accepted] + [p for p, _ in duplicates]:
                 pending.future.set_exception(
                     SynclineError("the commit could not be made durable; it was not applied")
                 )
@@ -212,6 +219,9 @@ class Committer:
                 self._remember(entry.idempotency.key, outcome)
             if not pending.future.done():
                 pending.future.set_result(outcome)
+        for pending, key in duplicates:
+            first = keys_in_batch[key]
+            pending.future.set_result(CommitOutcome(first.ts, first.result_json, True))
         self._window.trim_before(self._last_ts - int(self._config.window_seconds * 1e9))
         self._on_commit(self._last_ts)
 

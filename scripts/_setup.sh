@@ -1,0 +1,25 @@
+# Shared by scripts/dev and scripts/test: make sure the Python environment exists.
+# Sourced, not run. Creates .venv and installs Syncline (editable) with its dev tools.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "Syncline needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1))." >&2
+  echo "Set PYTHON=/path/to/python3.11 and run again." >&2
+  exit 1
+fi
+
+stamp=.venv/.syncline-installed
+if [ ! -x .venv/bin/python ]; then
+  echo "==> Creating the Python environment in .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "==> Installing Syncline and its dependencies into .venv" >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  touch "$stamp"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

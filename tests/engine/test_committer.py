@@ -1,0 +1,393 @@
+"""The committer over real SQLite: ts assignment, group commit, OCC, idempotency, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from syncline import OccConflictError, SynclineError
+from syncline.storage import CommitEntry, DocumentWrite, IndexKeyChange, SqliteStorage
+from syncline.txn import CommitOutcome, CommitRequest, Committer, CommitterConfig, Interval, ReadSet
+
+INDEX = 7
+TABLE = 1
+
+
+class CountingStorage(SqliteStorage):
+    """Records the size of every batch written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
+        self.batches.append(len(batch))
+        await super().write_batch(batch)
+
+
+class FlakyStorage(CountingStorage):
+    """``write_batch`` fails ``failures`` times, after the batch has been handed over."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failures = 0
+
+    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            self.batches.append(len(batch))
+            raise sqlite3.OperationalError("disk I/O error")
+        await super().write_batch(batch)
+
+
+def key(name: str) -> bytes:
+    return name.encode()
+
+
+def insert(name: str) -> DocumentWrite:
+    """An insert of document ``name`` whose one index entry is ``key(name)``."""
+    return DocumentWrite(
+        name, TABLE, {"_id": name, "v": name}, (IndexKeyChange(INDEX, None, key(name)),)
+    )
+
+
+def reading(*names: str) -> ReadSet:
+    reads = ReadSet()
+    for name in names:
+        reads.add(INDEX, Interval(key(name), key(name) + b"\x00"))
+    return reads
+
+
+def request(
+    *names: str,
+    snapshot_ts: int = 0,
+    reads: ReadSet | None = None,
+    idempotency_key: str | None = None,
+    result_json: str = "null",
+) -> CommitRequest:
+    return CommitRequest(
+        snapshot_ts,
+        reads or ReadSet(),
+        [insert(n) for n in names],
+        idempotency_key,
+        result_json,
+    )
+
+
+async def stored(storage: SqliteStorage, doc_id: str) -> dict[str, object] | None:
+    async with storage.snapshot() as snapshot:
+        return await snapshot.get(doc_id)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "syncline.sqlite3"
+
+
+@pytest.fixture
+async def storage(db_path: Path) -> AsyncIterator[CountingStorage]:
+    storage = CountingStorage(db_path)
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+def step_clock() -> int:
+    """A clock stuck at 0: every ts is then ``last + 1``, which makes them predictable."""
+    return 0
+
+
+# -- ts --------------------------------------------------------------------------
+
+
+async def test_ts_strictly_increase_and_match_storage(storage: CountingStorage) -> None:
+    async with Committer(storage) as committer:
+        outcomes = [await committer.commit(request(f"d{i}")) for i in range(5)]
+        outcomes += await asyncio.gather(*(committer.commit(request(f"e{i}")) for i in range(5)))
+        ts = [o.ts for o in outcomes]
+        assert ts == sorted(ts) and len(set(ts)) == 10
+        assert committer.last_ts == ts[-1]
+    assert await storage.max_ts() == ts[-1]
+
+
+async def test_ts_after_reopen_exceed_previous_max_even_if_clock_goes_back(
+    db_path: Path,
+) -> None:
+    storage = SqliteStorage(db_path)
+    await storage.open()
+    async with Committer(storage, clock_ns=lambda: 10**18) as committer:
+        first = await committer.commit(request("a"))
+    await storage.close()
+    assert first.ts == 10**18
+
+    storage = SqliteStorage(db_path)
+    await storage.open()
+    try:
+        async with Committer(storage, clock_ns=lambda: 5) as committer:
+            assert committer.last_ts == 10**18
+            assert committer.next_ts() == 10**18 + 1
+            second = await committer.commit(request("b"))
+            third = await committer.commit(request("c"))
+        assert (second.ts, third.ts) == (10**18 + 1, 10**18 + 2)
+        assert await storage.max_ts() == third.ts
+    finally:
+        await storage.close()
+
+
+async def test_ts_follow_the_clock_when_it_is_ahead(storage: CountingStorage) -> None:
+    now = [1_000]
+    async with Committer(storage, clock_ns=lambda: now[0]) as committer:
+        assert (await committer.commit(request("a"))).ts == 1_000
+        now[0] = 5_000
+        assert (await committer.commit(request("b"))).ts == 5_000
+        assert (await committer.commit(request("c"))).ts == 5_001
+
+
+# -- group commit -----------------------------------------------------------------
+
+
+async def test_concurrent_commits_share_storage_writes(storage: CountingStorage) -> None:
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        outcomes = await asyncio.gather(*(committer.commit(request(f"d{i}")) for i in range(50)))
+    assert sorted(o.ts for o in outcomes) == list(range(1, 51))
+    assert sum(storage.batches) == 50
+    assert len(storage.batches) < 50
+    assert max(storage.batches) > 1
+    for i in range(50):
+        assert await stored(storage, f"d{i}") == {"_id": f"d{i}", "v": f"d{i}"}
+
+
+async def test_max_batch_bounds_each_storage_write(storage: CountingStorage) -> None:
+    config = CommitterConfig(max_batch=8)
+    async with Committer(storage, config=config, clock_ns=step_clock) as committer:
+        outcomes = await asyncio.gather(*(committer.commit(request(f"d{i}")) for i in range(50)))
+    assert len({o.ts for o in outcomes}) == 50
+    assert sum(storage.batches) == 50
+    assert max(storage.batches) == 8
+    assert len(storage.batches) >= 7
+
+
+async def test_on_commit_reports_the_last_ts_of_each_batch(storage: CountingStorage) -> None:
+    reported: list[int] = []
+    committer = Committer(storage, clock_ns=step_clock, on_commit=reported.append)
+    async with committer:
+        await asyncio.gather(*(committer.commit(request(f"d{i}")) for i in range(10)))
+        await committer.commit(request("x"))
+    assert reported[-1] == 11
+    assert reported == sorted(reported)
+
+
+# -- OCC ---------------------------------------------------------------------------
+
+
+async def test_conflict_when_a_concurrent_commit_wrote_a_read_key(
+    storage: CountingStorage,
+) -> None:
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        base = await committer.commit(request("a"))
+        await committer.commit(request("b"))  # after the snapshot below, inside its reads
+        with pytest.raises(OccConflictError):
+            await committer.commit(request("c", snapshot_ts=base.ts, reads=reading("a", "b")))
+        assert await stored(storage, "c") is None
+        assert committer.last_ts == 2
+
+
+async def test_no_conflict_when_reads_and_writes_are_disjoint(storage: CountingStorage) -> None:
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        base = await committer.commit(request("a"))
+        await committer.commit(request("b"))
+        outcome = await committer.commit(
+            request("c", snapshot_ts=base.ts, reads=reading("a", "bb", "z"))
+        )
+        assert outcome.ts == 3
+        assert await stored(storage, "c") is not None
+
+
+async def test_conflict_within_one_batch(storage: CountingStorage) -> None:
+    # The second request read what the first (same batch, earlier) writes.
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        first, second = await asyncio.gather(
+            committer.commit(request("a")),
+            committer.commit(request("b", reads=reading("a"))),
+            return_exceptions=True,
+        )
+    assert isinstance(first, CommitOutcome) and first.ts == 1
+    assert isinstance(second, OccConflictError)
+    assert storage.batches == [1]
+
+
+async def test_snapshot_older_than_the_window_is_refused(storage: CountingStorage) -> None:
+    now = [0]
+    config = CommitterConfig(window_seconds=1.0)
+    async with Committer(storage, config=config, clock_ns=lambda: now[0]) as committer:
+        old = await committer.commit(request("a"))
+        now[0] = 5 * 10**9
+        await committer.commit(request("b"))
+        now[0] = 10 * 10**9
+        await committer.commit(request("c"))  # trims everything older than 9 s
+        with pytest.raises(OccConflictError, match="older than the committer's window"):
+            await committer.commit(request("d", snapshot_ts=old.ts, reads=reading("zz")))
+
+
+# -- idempotency ---------------------------------------------------------------------
+
+
+async def test_idempotency_key_returns_first_outcome_from_memory(
+    storage: CountingStorage,
+) -> None:
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        first = await committer.commit(request("a", idempotency_key="k", result_json='"one"'))
+        again = await committer.commit(request("b", idempotency_key="k", result_json='"two"'))
+        assert first == CommitOutcome(1, '"one"', deduplicated=False)
+        assert again == CommitOutcome(1, '"one"', deduplicated=True)
+        assert await committer.find_idempotent("k") == again
+        assert await committer.find_idempotent("other") is None
+    assert await stored(storage, "b") is None
+    assert storage.batches == [1]
+
+
+async def test_idempotency_key_survives_restart(db_path: Path) -> None:
+    storage = SqliteStorage(db_path)
+    await storage.open()
+    async with Committer(storage) as committer:
+        first = await committer.commit(request("a", idempotency_key="k", result_json="[1]"))
+    await storage.close()
+
+    storage = CountingStorage(db_path)
+    await storage.open()
+    try:
+        async with Committer(storage) as committer:
+            again = await committer.commit(request("b", idempotency_key="k", result_json="[2]"))
+        assert again == CommitOutcome(first.ts, "[1]", deduplicated=True)
+        assert storage.batches == []
+        assert await stored(storage, "b") is None
+    finally:
+        await storage.close()
+
+
+async def test_idempotency_key_evicted_from_memory_is_found_in_storage(
+    storage: CountingStorage,
+) -> None:
+    config = CommitterConfig(recent_idempotency_keys=1)
+    async with Committer(storage, config=config) as committer:
+        first = await committer.commit(request("a", idempotency_key="k1", result_json="1"))
+        await committer.commit(request("b", idempotency_key="k2", result_json="2"))
+        again = await committer.commit(request("c", idempotency_key="k1", result_json="3"))
+    assert again == CommitOutcome(first.ts, "1", deduplicated=True)
+    assert await stored(storage, "c") is None
+
+
+async def test_same_idempotency_key_twice_in_one_batch(storage: CountingStorage) -> None:
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        first, second = await asyncio.gather(
+            committer.commit(request("a", idempotency_key="k", result_json='"first"')),
+            committer.commit(request("b", idempotency_key="k", result_json='"second"')),
+        )
+    assert first == CommitOutcome(1, '"first"', deduplicated=False)
+    assert second == CommitOutcome(1, '"first"', deduplicated=True)
+    assert await stored(storage, "b") is None
+
+
+async def test_same_idempotency_key_in_consecutive_batches(storage: CountingStorage) -> None:
+    # The second request is queued while the first is being written, so it misses
+    # the check in commit() and meets the key again only inside the committer loop.
+    async with Committer(storage, clock_ns=step_clock) as committer:
+        first_task = asyncio.create_task(
+            committer.commit(request("a", idempotency_key="k", result_json='"first"'))
+        )
+        while not storage.batches:
+            await asyncio.sleep(0)
+        bystander = asyncio.create_task(committer.commit(request("x")))
+        second = await committer.commit(request("b", idempotency_key="k", result_json='"2"'))
+        first = await first_task
+        assert (await bystander).ts == 2
+    assert first == CommitOutcome(1, '"first"', deduplicated=False)
+    assert second == CommitOutcome(1, '"first"', deduplicated=True)
+    assert await stored(storage, "b") is None
+    assert await stored(storage, "x") is not None
+
+
+# -- failed writes ----------------------------------------------------------------------
+
+
+async def test_failed_batch_fails_every_caller_and_leaves_window_clean(db_path: Path) -> None:
+    storage = FlakyStorage(db_path)
+    await storage.open()
+    try:
+        async with Committer(storage, clock_ns=step_clock) as committer:
+            base = await committer.commit(request("a"))
+            storage.failures = 1
+            results = await asyncio.gather(
+                *(committer.commit(request(f"lost{i}")) for i in range(3)),
+                return_exceptions=True,
+            )
+            assert storage.batches[-1] == 3
+            for result in results:
+                assert isinstance(result, SynclineError)
+                assert not isinstance(result, OccConflictError)
+                assert "not applied" in result.message
+            assert committer.last_ts == base.ts
+            # The lost writes are not in the window: a read of them does not conflict,
+            # and the ts they were given is handed out again.
+            outcome = await committer.commit(
+                request("b", snapshot_ts=base.ts, reads=reading("lost0", "lost1", "lost2"))
+            )
+            assert outcome.ts == base.ts + 1
+            # Real writes after the failure still conflict as before.
+            with pytest.raises(OccConflictError):
+                await committer.commit(request("c", snapshot_ts=base.ts, reads=reading("b")))
+        for i in range(3):
+            assert await stored(storage, f"lost{i}") is None
+        assert await storage.max_ts() == base.ts + 1
+    finally:
+        await storage.close()
+
+
+async def test_failed_batch_does_not_record_idempotency_keys(db_path: Path) -> None:
+    storage = FlakyStorage(db_path)
+    await storage.open()
+    try:
+        async with Committer(storage, clock_ns=step_clock) as committer:
+            storage.failures = 1
+            with pytest.raises(SynclineError):
+                await committer.commit(request("a", idempotency_key="k", result_json='"x"'))
+            assert await committer.find_idempotent("k") is None
+            retried = await committer.commit(request("a", idempotency_key="k", result_json='"y"'))
+            assert retried == CommitOutcome(1, '"y"', deduplicated=False)
+    finally:
+        await storage.close()
+
+
+async def test_failed_batch_fails_duplicate_idempotent_callers_too(db_path: Path) -> None:
+    # A request deduplicated against an earlier one of the same batch must not be
+    # told "committed" when that batch is then lost.
+    storage = FlakyStorage(db_path)
+    await storage.open()
+    try:
+        async with Committer(storage, clock_ns=step_clock) as committer:
+            storage.failures = 1
+            results = await asyncio.gather(
+                committer.commit(request("a", idempotency_key="k", result_json='"x"')),
+                committer.commit(request("b", idempotency_key="k", result_json='"y"')),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, SynclineError) for r in results), results
+            assert await committer.find_idempotent("k") is None
+    finally:
+        await storage.close()
+
+
+async def test_commit_after_close_is_refused(storage: CountingStorage) -> None:
+    committer = Committer(storage)
+    with pytest.raises(SynclineError, match="not running"):
+        await committer.commit(request("a"))
+    await committer.start()
+    await committer.close()
+    await committer.close()  # idempotent
+    with pytest.raises(SynclineError, match="not running"):
+        await committer.commit(request("a"))
+    assert storage.batches == []
