@@ -10,11 +10,15 @@ pytest_plugins = ["tests.fixtures.servers"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: drives a real `syncline dev` process with real clients")
+    config.addinivalue_line(
+        "markers", "e2e: drives a real `syncline dev` process with real clients"
+    )
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     # Fixtures read this to dump server logs when the test body failed.
     setattr(item, f"rep_{report.when}", report)

@@ -34,7 +34,9 @@ async def _post(
 
 
 async def _counter(http: aiohttp.ClientSession, server: DevServer) -> Any:
-    status, body = await _post(http, server, "/api/query", {"path": "notes:by_author", "args": {"author": "bad"}})
+    status, body = await _post(
+        http, server, "/api/query", {"path": "notes:by_author", "args": {"author": "bad"}}
+    )
     assert status == 200
     return body["value"]
 
@@ -45,15 +47,55 @@ async def test_http_bad_requests(http: aiohttp.ClientSession, dev_server: DevSer
         ("/api/query", "[1, 2]", 400, "must be a JSON object"),
         ("/api/query", {"args": {}}, 400, "string 'path'"),
         ("/api/query", {"path": "notes:by_author", "args": [{}, {}]}, 400, "one-element array"),
-        ("/api/query", {"path": "notes:by_author", "args": {}, "format": "xml"}, 400, "unsupported format"),
-        ("/api/query", {"path": "nope:nothing", "args": {}}, 560, "Could not find public function for 'nope:nothing'"),
-        ("/api/query", {"path": "errors:secret", "args": {}}, 560, "Could not find public function for 'errors:secret'"),
-        ("/api/mutation", {"path": "notes:by_author", "args": {"author": "x"}}, 560, "is a query, not a mutation"),
-        ("/api/mutation", {"path": "notes:add", "args": {"author": "bad", "body": {"$integer": "AQAAAAAAAAA="}}}, 560, "args.body: expected string, got int64"),
-        ("/api/mutation", {"path": "notes:add", "args": {"author": "bad"}}, 560, "args.body: missing required field"),
-        ("/api/mutation", {"path": "notes:add", "args": {"author": "bad", "body": "x", "extra": 1}}, 560, "unexpected field 'extra'"),
+        (
+            "/api/query",
+            {"path": "notes:by_author", "args": {}, "format": "xml"},
+            400,
+            "unsupported format",
+        ),
+        (
+            "/api/query",
+            {"path": "nope:nothing", "args": {}},
+            560,
+            "Could not find public function for 'nope:nothing'",
+        ),
+        (
+            "/api/query",
+            {"path": "errors:secret", "args": {}},
+            560,
+            "Could not find public function for 'errors:secret'",
+        ),
+        (
+            "/api/mutation",
+            {"path": "notes:by_author", "args": {"author": "x"}},
+            560,
+            "is a query, not a mutation",
+        ),
+        (
+            "/api/mutation",
+            {"path": "notes:add", "args": {"author": "bad", "body": {"$integer": "AQAAAAAAAAA="}}},
+            560,
+            "args.body: expected string, got int64",
+        ),
+        (
+            "/api/mutation",
+            {"path": "notes:add", "args": {"author": "bad"}},
+            560,
+            "args.body: missing required field",
+        ),
+        (
+            "/api/mutation",
+            {"path": "notes:add", "args": {"author": "bad", "body": "x", "extra": 1}},
+            560,
+            "unexpected field 'extra'",
+        ),
         ("/api/query", {"path": "notes:get", "args": {"id": "abc"}}, 560, "args.id"),
-        ("/api/query", {"path": "values:echo", "args": {"value": {"$integer": "AQ=="}}}, 560, "8 bytes"),
+        (
+            "/api/query",
+            {"path": "values:echo", "args": {"value": {"$integer": "AQ=="}}},
+            560,
+            "8 bytes",
+        ),
         ("/api/query", {"path": "values:echo", "args": {"value": {"$weird": 1}}}, 560, "$weird"),
     ]
     for endpoint, body, status, fragment in cases:
@@ -63,31 +105,55 @@ async def test_http_bad_requests(http: aiohttp.ClientSession, dev_server: DevSer
     assert await _counter(http, dev_server) == []
 
 
-async def test_http_oversized_values_change_nothing(http: aiohttp.ClientSession, dev_server: DevServer) -> None:
+async def test_http_oversized_values_change_nothing(
+    http: aiohttp.ClientSession, dev_server: DevServer
+) -> None:
     big = "x" * (1024 * 1024 + 10)
-    status, body = await _post(http, dev_server, "/api/mutation", {"path": "notes:add", "args": {"author": "bad", "body": big}})
+    status, body = await _post(
+        http,
+        dev_server,
+        "/api/mutation",
+        {"path": "notes:add", "args": {"author": "bad", "body": big}},
+    )
     assert status == 560 and "limit" in body["errorMessage"]
     deep: Any = "leaf"
     for _ in range(20):
         deep = [deep]
-    status, body = await _post(http, dev_server, "/api/mutation", {"path": "values:store", "args": {"payload": deep}})
+    status, body = await _post(
+        http, dev_server, "/api/mutation", {"path": "values:store", "args": {"payload": deep}}
+    )
     assert status == 560 and "nested more than the limit of 16" in body["errorMessage"]
-    status, body = await _post(http, dev_server, "/api/mutation", {"path": "values:store", "args": {"payload": [0.0] * 9000}})
+    status, body = await _post(
+        http,
+        dev_server,
+        "/api/mutation",
+        {"path": "values:store", "args": {"payload": [0.0] * 9000}},
+    )
     assert status == 560 and "8192" in body["errorMessage"]
-    status, body = await _post(http, dev_server, "/api/query", b"{" + b" " * (9 * 1024 * 1024) + b"}")
+    status, body = await _post(
+        http, dev_server, "/api/query", b"{" + b" " * (9 * 1024 * 1024) + b"}"
+    )
     assert status == 413 and "exceeds" in body["message"]
     assert await _counter(http, dev_server) == []
-    status, body = await _post(http, dev_server, "/api/query", {"path": "values:echo", "args": {"value": 1.0}})
+    status, body = await _post(
+        http, dev_server, "/api/query", {"path": "values:echo", "args": {"value": 1.0}}
+    )
     assert (status, body["value"]) == (200, 1.0)
 
 
 async def test_http_bad_credentials(http: aiohttp.ClientSession, dev_server: DevServer) -> None:
     query = {"path": "whoami:me", "args": {}}
-    status, body = await _post(http, dev_server, "/api/query", query, Authorization="Bearer not.a.jwt")
-    assert status == 401 and body["code"] == "Unauthenticated" and "Malformed token" in body["message"]
+    status, body = await _post(
+        http, dev_server, "/api/query", query, Authorization="Bearer not.a.jwt"
+    )
+    assert (
+        status == 401 and body["code"] == "Unauthenticated" and "Malformed token" in body["message"]
+    )
     status, body = await _post(http, dev_server, "/api/query", query, Authorization="Basic abc")
     assert status == 401 and "Bearer <token>" in body["message"]
-    status, body = await _post(http, dev_server, "/api/query", query, Authorization="Convex syncline-admin|default|00")
+    status, body = await _post(
+        http, dev_server, "/api/query", query, Authorization="Convex syncline-admin|default|00"
+    )
     assert status == 401 and "admin key" in body["message"]
 
 
@@ -103,7 +169,11 @@ class RawSession:
     async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
         while True:
             message = await self.ws.receive(timeout)
-            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            if message.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
                 return {"type": "<closed>", "code": self.ws.close_code}
             frame = json.loads(message.data)
             if frame["type"] != "Ping":
@@ -115,7 +185,16 @@ class RawSession:
         return frame
 
     async def connect(self, session_id: str | None = None, **extra: Any) -> None:
-        await self.send({"type": "Connect", "sessionId": session_id or str(uuid.uuid4()), "connectionCount": 0, "lastCloseReason": None, "clientTs": 0, **extra})
+        await self.send(
+            {
+                "type": "Connect",
+                "sessionId": session_id or str(uuid.uuid4()),
+                "connectionCount": 0,
+                "lastCloseReason": None,
+                "clientTs": 0,
+                **extra,
+            }
+        )
 
 
 @pytest.fixture
@@ -136,7 +215,12 @@ async def test_malformed_frames_end_the_session_with_a_fatal_error(raw: Any) -> 
     for frame, fragment in [
         ("{not json", "not valid JSON"),
         (json.dumps({"type": "Nope"}), "unknown message type"),
-        (json.dumps({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": []}), "first message must be Connect"),
+        (
+            json.dumps(
+                {"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": []}
+            ),
+            "first message must be Connect",
+        ),
     ]:
         session = await raw()
         await session.send(frame)
@@ -148,7 +232,9 @@ async def test_malformed_frames_end_the_session_with_a_fatal_error(raw: Any) -> 
 async def test_out_of_order_query_set_version_is_fatal(raw: Any) -> None:
     session = await raw()
     await session.connect()
-    await session.send({"type": "ModifyQuerySet", "baseVersion": 3, "newVersion": 4, "modifications": []})
+    await session.send(
+        {"type": "ModifyQuerySet", "baseVersion": 3, "newVersion": 4, "modifications": []}
+    )
     fatal = await session.receive()
     assert fatal["type"] == "FatalError"
     assert "baseVersion 3 does not match the session's query set version 0" in fatal["error"]
@@ -157,23 +243,53 @@ async def test_out_of_order_query_set_version_is_fatal(raw: Any) -> None:
 async def test_bad_queries_and_mutations_fail_alone(raw: Any) -> None:
     session = await raw()
     await session.connect()
-    await session.send({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-        {"type": "Add", "queryId": 0, "udfPath": "nope:x", "args": [{}]},
-        {"type": "Add", "queryId": 1, "udfPath": "counters:get", "args": [{"name": 5.0}]},
-        {"type": "Add", "queryId": 2, "udfPath": "counters:get", "args": [{"name": "fine"}]},
-    ]})
+    await session.send(
+        {
+            "type": "ModifyQuerySet",
+            "baseVersion": 0,
+            "newVersion": 1,
+            "modifications": [
+                {"type": "Add", "queryId": 0, "udfPath": "nope:x", "args": [{}]},
+                {"type": "Add", "queryId": 1, "udfPath": "counters:get", "args": [{"name": 5.0}]},
+                {
+                    "type": "Add",
+                    "queryId": 2,
+                    "udfPath": "counters:get",
+                    "args": [{"name": "fine"}],
+                },
+            ],
+        }
+    )
     transition = await session.receive()
     assert transition["type"] == "Transition"
     by_id = {m["queryId"]: m for m in transition["modifications"]}
     assert by_id[0]["type"] == "QueryFailed" and "nope:x" in by_id[0]["errorMessage"]
     assert "errorData" not in by_id[0]
-    assert by_id[1]["type"] == "QueryFailed" and "args.name: expected string" in by_id[1]["errorMessage"]
-    assert by_id[2] == {"queryId": 2, "type": "QueryUpdated", "value": 0.0, "logLines": [], "journal": None}
-    await session.send({"type": "Mutation", "requestId": 0, "udfPath": "errors:secret", "args": [{}]})
+    assert (
+        by_id[1]["type"] == "QueryFailed"
+        and "args.name: expected string" in by_id[1]["errorMessage"]
+    )
+    assert by_id[2] == {
+        "queryId": 2,
+        "type": "QueryUpdated",
+        "value": 0.0,
+        "logLines": [],
+        "journal": None,
+    }
+    await session.send(
+        {"type": "Mutation", "requestId": 0, "udfPath": "errors:secret", "args": [{}]}
+    )
     response = await session.receive_type("MutationResponse")
     assert response["type"] == "MutationResponse" and response["success"] is False
     assert "Could not find public function" in response["result"]
-    await session.send({"type": "Mutation", "requestId": 1, "udfPath": "counters:increment", "args": [{"name": "fine"}]})
+    await session.send(
+        {
+            "type": "Mutation",
+            "requestId": 1,
+            "udfPath": "counters:increment",
+            "args": [{"name": "fine"}],
+        }
+    )
     response = await session.receive_type("MutationResponse")
     assert response["success"] is True and response["result"] == 1.0
 
@@ -181,9 +297,15 @@ async def test_bad_queries_and_mutations_fail_alone(raw: Any) -> None:
 async def test_invalid_token_gets_auth_error(raw: Any) -> None:
     session = await raw()
     await session.connect()
-    await session.send({"type": "Authenticate", "baseVersion": 0, "tokenType": "User", "value": "garbage"})
+    await session.send(
+        {"type": "Authenticate", "baseVersion": 0, "tokenType": "User", "value": "garbage"}
+    )
     error = await session.receive()
-    assert error["type"] == "AuthError" and error["baseVersion"] == 0 and "Malformed token" in error["error"]
+    assert (
+        error["type"] == "AuthError"
+        and error["baseVersion"] == 0
+        and "Malformed token" in error["error"]
+    )
     assert (await session.receive())["type"] == "<closed>"
 
 
@@ -191,7 +313,9 @@ async def test_oversized_frame_closes_the_connection(raw: Any) -> None:
     session = await raw()
     await session.connect()
     try:
-        await session.send(json.dumps({"type": "Event", "eventType": "x", "event": "y" * (9 * 1024 * 1024)}))
+        await session.send(
+            json.dumps({"type": "Event", "eventType": "x", "event": "y" * (9 * 1024 * 1024)})
+        )
     except ConnectionError:
         return  # the server closed the connection while the frame was still arriving
     closed = await session.receive(timeout=10)
@@ -202,7 +326,12 @@ async def test_retried_mutation_applies_once(raw: Any) -> None:
     session_id = str(uuid.uuid4())
     first = await raw()
     await first.connect(session_id)
-    mutation = {"type": "Mutation", "requestId": 7, "udfPath": "counters:increment", "args": [{"name": "dedupe"}]}
+    mutation = {
+        "type": "Mutation",
+        "requestId": 7,
+        "udfPath": "counters:increment",
+        "args": [{"name": "dedupe"}],
+    }
     await first.send(mutation)
     response = await first.receive()
     assert response["result"] == 1.0
@@ -213,9 +342,24 @@ async def test_retried_mutation_applies_once(raw: Any) -> None:
     await second.send(mutation)
     again = await second.receive()
     assert again["success"] is True and again["result"] == 1.0 and again["ts"] == response["ts"]
-    await second.send({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-        {"type": "Add", "queryId": 0, "udfPath": "counters:get", "args": [{"name": "dedupe"}]}]})
-    while (transition := await second.receive())["type"] != "Transition" or not transition["modifications"]:
+    await second.send(
+        {
+            "type": "ModifyQuerySet",
+            "baseVersion": 0,
+            "newVersion": 1,
+            "modifications": [
+                {
+                    "type": "Add",
+                    "queryId": 0,
+                    "udfPath": "counters:get",
+                    "args": [{"name": "dedupe"}],
+                }
+            ],
+        }
+    )
+    while (transition := await second.receive())["type"] != "Transition" or not transition[
+        "modifications"
+    ]:
         pass
     assert transition["modifications"][0]["value"] == 1.0
 
@@ -228,11 +372,26 @@ async def test_max_observed_timestamp_is_never_served_stale(
     ahead = now_ts + 1
     session = await raw()
     await session.connect(maxObservedTimestamp=encode_ts(ahead))
-    await session.send({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-        {"type": "Add", "queryId": 0, "udfPath": "counters:get", "args": [{"name": "stale"}]}]})
+    await session.send(
+        {
+            "type": "ModifyQuerySet",
+            "baseVersion": 0,
+            "newVersion": 1,
+            "modifications": [
+                {
+                    "type": "Add",
+                    "queryId": 0,
+                    "udfPath": "counters:get",
+                    "args": [{"name": "stale"}],
+                }
+            ],
+        }
+    )
     with pytest.raises(TimeoutError):
         await session.receive(timeout=0.5)
-    status, _ = await _post(http, dev_server, "/api/mutation", {"path": "counters:increment", "args": {"name": "other"}})
+    status, _ = await _post(
+        http, dev_server, "/api/mutation", {"path": "counters:increment", "args": {"name": "other"}}
+    )
     assert status == 200
     transition = await session.receive()
     assert transition["type"] == "Transition"

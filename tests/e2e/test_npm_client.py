@@ -27,7 +27,9 @@ async def test_subscription_receives_live_updates(node: NodeDriver, dev_server: 
     assert await node.wait_for_update(sub, lambda v: v == 0.0) == 0.0
     await node.call("mutation", client=writer, path="counters:increment", args={"name": "live"})
     assert await node.wait_for_update(sub, lambda v: v == 1.0) == 1.0
-    await node.call("mutation", client=writer, path="counters:increment", args={"name": "live", "by": 41.0})
+    await node.call(
+        "mutation", client=writer, path="counters:increment", args={"name": "live", "by": 41.0}
+    )
     assert await node.wait_for_update(sub, lambda v: v == 42.0) == 42.0
 
 
@@ -35,9 +37,13 @@ async def test_mutation_resolves_after_own_subscription_saw_it(
     node: NodeDriver, dev_server: DevServer
 ) -> None:
     client = await _client(node, dev_server, "c")
-    sub = await node.call("subscribe", client=client, path="notes:by_author", args={"author": "ryw"})
+    sub = await node.call(
+        "subscribe", client=client, path="notes:by_author", args={"author": "ryw"}
+    )
     await node.wait_for_update(sub, lambda v: v == [])
-    note_id = await node.call("mutation", client=client, path="notes:add", args={"author": "ryw", "body": "x"})
+    note_id = await node.call(
+        "mutation", client=client, path="notes:add", args={"author": "ryw", "body": "x"}
+    )
     # The update for our own write was delivered before the mutation resolved.
     seen: list[Any] = []
     while True:
@@ -50,15 +56,22 @@ async def test_mutation_resolves_after_own_subscription_saw_it(
     assert seen and [n["_id"] for n in seen[-1]] == [note_id]
 
 
-async def test_concurrent_increments_are_serializable(node: NodeDriver, dev_server: DevServer) -> None:
+async def test_concurrent_increments_are_serializable(
+    node: NodeDriver, dev_server: DevServer
+) -> None:
     names = [await _client(node, dev_server, f"c{i}") for i in range(4)]
 
     async def bump(client: str) -> None:
         for _ in range(25):
-            await node.call("mutation", client=client, path="counters:increment", args={"name": "occ"})
+            await node.call(
+                "mutation", client=client, path="counters:increment", args={"name": "occ"}
+            )
 
     await asyncio.gather(*(bump(c) for c in names))
-    assert await node.call("query", client=names[0], path="counters:get", args={"name": "occ"}) == 100.0
+    assert (
+        await node.call("query", client=names[0], path="counters:get", args={"name": "occ"})
+        == 100.0
+    )
 
 
 async def test_values_round_trip_exactly(node: NodeDriver, dev_server: DevServer) -> None:
@@ -71,16 +84,29 @@ async def test_values_round_trip_exactly(node: NodeDriver, dev_server: DevServer
         "float": 1.5,
         "nested": [None, True, "ü", [{"a": 1.0}]],
     }
-    assert await node.call("query", client=client, path="values:echo", args={"value": value}) == value
-    assert await node.call("mutation", client=client, path="values:store", args={"payload": value}) == value
-    assert await node.call("action", client=client, path="values:echo_action", args={"value": value}) == value
+    assert (
+        await node.call("query", client=client, path="values:echo", args={"value": value}) == value
+    )
+    assert (
+        await node.call("mutation", client=client, path="values:store", args={"payload": value})
+        == value
+    )
+    assert (
+        await node.call("action", client=client, path="values:echo_action", args={"value": value})
+        == value
+    )
     typed = await node.call(
         "query",
         client=client,
         path="values:typed",
         args={"n": {"$integer": "KQAAAAAAAAA="}, "f": 1.25, "b": {"$bytes": "aGk="}, "s": "abc"},
     )
-    assert typed == {"n": {"$integer": "KgAAAAAAAAA="}, "f": 2.5, "b": {"$bytes": "aGkh"}, "s": "ABC"}
+    assert typed == {
+        "n": {"$integer": "KgAAAAAAAAA="},
+        "f": 2.5,
+        "b": {"$bytes": "aGkh"},
+        "s": "ABC",
+    }
 
 
 async def test_errors_are_clear_and_typed(node: NodeDriver, dev_server: DevServer) -> None:
@@ -94,10 +120,15 @@ async def test_errors_are_clear_and_typed(node: NodeDriver, dev_server: DevServe
         await node.call("mutation", client=client, path="errors:crash")
     assert "Server Error" in crash.value.message
     assert "secret" not in crash.value.message and "passwd" not in crash.value.message
-    assert await node.call("query", client=client, path="notes:by_author", args={"author": "crash"}) == []
+    assert (
+        await node.call("query", client=client, path="notes:by_author", args={"author": "crash"})
+        == []
+    )
 
     with pytest.raises(NodeCallError) as wrong_type:
-        await node.call("mutation", client=client, path="notes:add", args={"author": 5.0, "body": "x"})
+        await node.call(
+            "mutation", client=client, path="notes:add", args={"author": 5.0, "body": "x"}
+        )
     assert "args.author: expected string, got float64" in wrong_type.value.message
 
     with pytest.raises(NodeCallError) as unknown:
@@ -119,24 +150,34 @@ async def test_ids_of_the_wrong_table_are_rejected(node: NodeDriver, dev_server:
     client = await _client(node, dev_server, "c")
     blob_id = await node.call("mutation", client=client, path="values:store", args={"payload": 1.0})
     assert blob_id == 1.0
-    note_id = await node.call("mutation", client=client, path="notes:add", args={"author": "a", "body": "b"})
-    assert (await node.call("query", client=client, path="notes:get", args={"id": note_id}))["body"] == "b"
+    note_id = await node.call(
+        "mutation", client=client, path="notes:add", args={"author": "a", "body": "b"}
+    )
+    assert (await node.call("query", client=client, path="notes:get", args={"id": note_id}))[
+        "body"
+    ] == "b"
     with pytest.raises(NodeCallError) as bad:
         await node.call("query", client=client, path="notes:get", args={"id": "not-an-id"})
     assert "args.id" in bad.value.message
 
 
-async def test_admin_key_may_call_internal_functions(node: NodeDriver, dev_server: DevServer) -> None:
+async def test_admin_key_may_call_internal_functions(
+    node: NodeDriver, dev_server: DevServer
+) -> None:
     assert dev_server.admin_key
     admin = await _client(node, dev_server, "admin", adminKey=dev_server.admin_key)
     assert await node.call("query", client=admin, path="errors:secret") == "internal only"
-    http_admin = await _client(node, dev_server, "http-admin", http=True, adminKey=dev_server.admin_key)
+    http_admin = await _client(
+        node, dev_server, "http-admin", http=True, adminKey=dev_server.admin_key
+    )
     assert await node.call("query", client=http_admin, path="errors:secret") == "internal only"
 
 
 async def test_http_client(node: NodeDriver, dev_server: DevServer) -> None:
     http = await _client(node, dev_server, "http", http=True)
-    await node.call("mutation", client=http, path="counters:increment", args={"name": "h", "by": 2.0})
+    await node.call(
+        "mutation", client=http, path="counters:increment", args={"name": "h", "by": 2.0}
+    )
     assert await node.call("query", client=http, path="counters:get", args={"name": "h"}) == 2.0
     with pytest.raises(NodeCallError) as app_error:
         await node.call("query", client=http, path="errors:app_error")
@@ -180,16 +221,26 @@ async def test_reconnect_after_server_restart_loses_and_duplicates_nothing(
     sub = await node.call("subscribe", client=client, path="counters:get", args={"name": "restart"})
     await node.wait_for_update(sub, lambda v: v == 0.0)
     for _ in range(5):
-        await node.call("mutation", client=client, path="counters:increment", args={"name": "restart"})
+        await node.call(
+            "mutation", client=client, path="counters:increment", args={"name": "restart"}
+        )
     await node.wait_for_update(sub, lambda v: v == 5.0)
     dev_server.kill()
     # Sent while the server is down: the client queues it and resends on reconnect.
     pending = asyncio.ensure_future(
-        node.call("mutation", timeout=60, client=client, path="counters:increment", args={"name": "restart"})
+        node.call(
+            "mutation",
+            timeout=60,
+            client=client,
+            path="counters:increment",
+            args={"name": "restart"},
+        )
     )
     await asyncio.sleep(0.3)
     await dev_server.start()
     assert await pending == 6.0
     assert await node.wait_for_update(sub, lambda v: v == 6.0, timeout=30) == 6.0
     other = await _client(node, dev_server, "other")
-    assert await node.call("query", client=other, path="counters:get", args={"name": "restart"}) == 6.0
+    assert (
+        await node.call("query", client=other, path="counters:get", args={"name": "restart"}) == 6.0
+    )

@@ -25,7 +25,9 @@ def _next_value(subscription: Any, predicate: Any, results: list[Any]) -> None:
 
 async def _until(subscription: Any, predicate: Any, timeout: float = 10.0) -> Any:
     results: list[Any] = []
-    thread = threading.Thread(target=_next_value, args=(subscription, predicate, results), daemon=True)
+    thread = threading.Thread(
+        target=_next_value, args=(subscription, predicate, results), daemon=True
+    )
     thread.start()
     await asyncio.wait_for(asyncio.to_thread(thread.join), timeout)
     return results[-1]
@@ -45,7 +47,9 @@ async def test_query_mutation_and_subscription(dev_server: DevServer) -> None:
 async def test_values_round_trip_exactly(dev_server: DevServer) -> None:
     client = ConvexClient(dev_server.url)
     typed = await asyncio.to_thread(
-        client.query, "values:typed", {"n": ConvexInt64(2**62), "f": 0.5, "b": b"\x00\xff", "s": "é"}
+        client.query,
+        "values:typed",
+        {"n": ConvexInt64(2**62), "f": 0.5, "b": b"\x00\xff", "s": "é"},
     )
     assert typed == {"n": 2**62 + 1, "f": 1.0, "b": b"\x00\xff!", "s": "É"}
     value = {"list": [1.5, None, True, "x"], "bytes": b"\x01\x02", "int": ConvexInt64(-(2**63))}
@@ -63,12 +67,12 @@ async def test_errors(dev_server: DevServer) -> None:
     with pytest.raises(ConvexError) as mutation_error:
         await asyncio.to_thread(client.mutation, "notes:remove", {"id": note_id})
     assert mutation_error.value.data == {"code": "NOT_FOUND", "id": note_id}
-    with pytest.raises(Exception, match="Could not find public function for 'errors:secret'"):
+    with pytest.raises(Exception, match=r"Could not find public function for 'errors:secret'"):
         await asyncio.to_thread(client.query, "errors:secret")
     with pytest.raises(Exception, match="Server Error") as crash:
         await asyncio.to_thread(client.mutation, "errors:crash")
     assert "passwd" not in str(crash.value)
-    with pytest.raises(Exception, match="args.body: expected string"):
+    with pytest.raises(Exception, match=r"args\.body: expected string"):
         await asyncio.to_thread(client.mutation, "notes:add", {"author": "a", "body": 1.0})
 
 

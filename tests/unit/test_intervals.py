@@ -110,9 +110,7 @@ def test_contains_matches_definition(start: bytes, end: bytes | None, key: bytes
 
 
 @given(start=keys, end=st.none() | keys, written=st.lists(keys, max_size=8))
-def test_any_key_in_matches_contains(
-    start: bytes, end: bytes | None, written: list[bytes]
-) -> None:
+def test_any_key_in_matches_contains(start: bytes, end: bytes | None, written: list[bytes]) -> None:
     interval = Interval(start, end)
     ordered = sorted(set(written))
     assert interval.any_key_in(ordered) is any(interval.contains(k) for k in ordered)

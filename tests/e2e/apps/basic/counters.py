@@ -4,7 +4,9 @@ from syncline import internal_mutation, mutation, query, v
 
 
 async def _get(ctx, name):
-    return await ctx.db.query("counters").with_index("by_name", lambda q: q.eq("name", name)).unique()
+    return (
+        await ctx.db.query("counters").with_index("by_name", lambda q: q.eq("name", name)).unique()
+    )
 
 
 @query(args={"name": v.string()})

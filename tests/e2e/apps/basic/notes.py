@@ -10,7 +10,11 @@ async def add(ctx, author, body):
 
 @query(args={"author": v.string()})
 async def by_author(ctx, author):
-    return await ctx.db.query("notes").with_index("by_author", lambda q: q.eq("author", author)).collect()
+    return (
+        await ctx.db.query("notes")
+        .with_index("by_author", lambda q: q.eq("author", author))
+        .collect()
+    )
 
 
 @query(args={"author": v.string(), "paginationOpts": v.any()})
