@@ -115,8 +115,7 @@ class Committer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for pending in self._queue:
-            if not pending.future.done():
-                pending.future.set_exception(SynclineError("the committer is shutting down"))
+            _fail(pending, SynclineError("the committer is shutting down"))
         self._queue.clear()
 
     async def __aenter__(self) -> Committer:
@@ -166,8 +165,14 @@ class Committer:
             while self._queue:
                 batch = self._queue[: self._config.max_batch]
                 del self._queue[: len(batch)]
-                async with self._exclusive:
-                    await self._commit_batch(batch)
+                try:
+                    async with self._exclusive:
+                        await self._commit_batch(batch)
+                except Exception:
+                    # Never let one bad batch stop every later commit.
+                    log.exception("committer batch failed unexpectedly")
+                    for pending in batch:
+                        _fail(pending, SynclineError("the commit failed; it was not applied"))
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         accepted: list[tuple[_Pending, CommitEntry]] = []
@@ -185,11 +190,11 @@ class Committer:
                 # Queued while an earlier batch with this key was being written.
                 earlier = await self.find_idempotent(key)
                 if earlier is not None:
-                    pending.future.set_result(earlier)
+                    _answer(pending, earlier)
                     continue
             conflict = self._window.check(request.snapshot_ts, request.read_set)
             if conflict is not None:
-                pending.future.set_exception(OccConflictError(conflict.reason))
+                _answer(pending, OccConflictError(conflict.reason))
                 continue
             ts = self.next_ts()
             self._last_ts = ts
@@ -209,19 +214,19 @@ class Committer:
             self._last_ts = base_ts
             log.exception("commit batch of %d failed", len(accepted))
             for pending in [p for p, _ in accepted] + [p for p, _ in duplicates]:
-                pending.future.set_exception(
-                    SynclineError("the commit could not be made durable; it was not applied")
+                _answer(
+                    pending,
+                    SynclineError("the commit could not be made durable; it was not applied"),
                 )
             return
         for pending, entry in accepted:
             outcome = CommitOutcome(entry.ts, pending.request.result_json)
             if entry.idempotency is not None:
                 self._remember(entry.idempotency.key, outcome)
-            if not pending.future.done():
-                pending.future.set_result(outcome)
+            _answer(pending, outcome)
         for pending, key in duplicates:
             first = keys_in_batch[key]
-            pending.future.set_result(CommitOutcome(first.ts, first.result_json, True))
+            _answer(pending, CommitOutcome(first.ts, first.result_json, True))
         self._window.trim_before(self._last_ts - int(self._config.window_seconds * 1e9))
         self._on_commit(self._last_ts)
 
@@ -229,3 +234,19 @@ class Committer:
         self._recent[key] = outcome
         while len(self._recent) > self._config.recent_idempotency_keys:
             self._recent.popitem(last=False)
+
+
+def _answer(pending: _Pending, result: CommitOutcome | BaseException) -> None:
+    # A caller that was cancelled no longer waits; answering it would raise
+    # InvalidStateError and kill the commit loop.
+    if pending.future.done():
+        return
+    if isinstance(result, BaseException):
+        pending.future.set_exception(result)
+    else:
+        pending.future.set_result(result)
+
+
+def _fail(pending: _Pending, exc: SynclineError) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(exc)
