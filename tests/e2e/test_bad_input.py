@@ -397,3 +397,35 @@ async def test_max_observed_timestamp_is_never_served_stale(
     assert transition["type"] == "Transition"
     assert decode_ts(transition["endVersion"]["ts"], "ts") >= ahead
     await asyncio.sleep(0)
+
+
+async def test_paginated_subscription_stays_gapless(
+    raw: Any, http: aiohttp.ClientSession, dev_server: DevServer
+) -> None:
+    async def add(author: str) -> None:
+        status, _ = await _post(http, dev_server, "/api/mutation", {"path": "notes:add", "args": {"author": author, "body": "."}})
+        assert status == 200
+
+    for author in ("b", "d", "f", "h"):
+        await add(author)
+    session = await raw()
+    await session.connect()
+    first_page = {"numItems": 2.0, "cursor": None}
+    await session.send({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
+        {"type": "Add", "queryId": 0, "udfPath": "notes:page_by_author", "args": [{"paginationOpts": first_page}]}]})
+    first = (await session.receive_type("Transition"))["modifications"][0]
+    page = first["value"]
+    assert [n["author"] for n in page["page"]] == ["b", "d"] and page["isDone"] is False
+    assert first["journal"] is not None
+    # A write inside the first page grows that page instead of shifting its end.
+    await add("c")
+    update = (await session.receive_type("Transition"))["modifications"][0]["value"]
+    assert [n["author"] for n in update["page"]] == ["b", "c", "d"]
+    assert update["continueCursor"] == page["continueCursor"]
+    second = {"numItems": 2.0, "cursor": page["continueCursor"]}
+    status, body = await _post(http, dev_server, "/api/query", {"path": "notes:page_by_author", "args": {"paginationOpts": second}})
+    assert [n["author"] for n in body["value"]["page"]] == ["f", "h"]
+    # A write past the page's end does not touch it.
+    await add("z")
+    with pytest.raises(TimeoutError):
+        await session.receive_type("Transition", timeout=0.5)

@@ -179,7 +179,7 @@ class Subscription:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Value:
+    async def __anext__(self) -> Any:
         while self._pending is None:
             if self._closed:
                 if self._failure is not None:
@@ -231,7 +231,8 @@ class Client:
 
     Functions are named by ``"module:name"`` strings or by references such as
     ``api.messages.list``. Arguments and results are Convex values (``int`` is
-    int64, ``float`` is float64, ``bytes`` are bytes).
+    int64, ``float`` is float64, ``bytes`` are bytes); results are typed ``Any``
+    because their shape is the function's to decide.
     """
 
     def __init__(
@@ -365,7 +366,7 @@ class Client:
 
     # -- functions -------------------------------------------------------------------
 
-    async def query(self, path: FunctionRef, args: Mapping[str, Any] | None = None) -> Value:
+    async def query(self, path: FunctionRef, args: Mapping[str, Any] | None = None) -> Any:
         """Run a query once and return its result.
 
         The result is at least as new as every mutation this client has completed.
@@ -379,7 +380,7 @@ class Client:
         finally:
             subscription.close()
 
-    async def mutation(self, path: FunctionRef, args: Mapping[str, Any] | None = None) -> Value:
+    async def mutation(self, path: FunctionRef, args: Mapping[str, Any] | None = None) -> Any:
         """Run a mutation; returns once every subscription of this client reflects it.
 
         Retried across reconnects (applied exactly once). Raises :class:`FunctionError`
@@ -387,7 +388,7 @@ class Client:
         """
         return await self._request(RequestKind.MUTATION, path, args)
 
-    async def action(self, path: FunctionRef, args: Mapping[str, Any] | None = None) -> Value:
+    async def action(self, path: FunctionRef, args: Mapping[str, Any] | None = None) -> Any:
         """Run an action. Raises :class:`FunctionError` if it fails, and
         :class:`ConnectionLostError` if the connection drops while it runs."""
         return await self._request(RequestKind.ACTION, path, args)
@@ -448,7 +449,7 @@ class Client:
 
     async def _request(
         self, kind: RequestKind, path: FunctionRef, args: Mapping[str, Any] | None
-    ) -> Value:
+    ) -> Any:
         self._check_open()
         canonical = resolve_reference(path)
         request_id = self._next_request_id

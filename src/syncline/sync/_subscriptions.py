@@ -218,8 +218,10 @@ class SubscriptionManager:
             results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
         # Publish all at once (no await in between): sessions never see a mix of ts.
         changed: set[SharedQuery] = set()
-        for query, (outcome, read_set) in zip(queries, results, strict=True):
+        for query, (outcome, read_set, journal) in zip(queries, results, strict=True):
             query.read_set = read_set
+            # Re-runs keep the page ends of the first run: pages stay gapless.
+            query.journal = journal
             if query.outcome is None or query.outcome.fingerprint != outcome.fingerprint:
                 query.outcome = outcome
                 changed.add(query)
@@ -248,7 +250,9 @@ class SubscriptionManager:
         written = sorted_keys_by_index(keys)
         return {q for q in self._queries.values() if q.read_set.overlaps(written)}
 
-    async def _execute(self, query: SharedQuery, snapshot: Any) -> tuple[QueryOutcome, ReadSet]:
+    async def _execute(
+        self, query: SharedQuery, snapshot: Any
+    ) -> tuple[QueryOutcome, ReadSet, str | None]:
         try:
             result = await self._runner.run_query(
                 query.path, query.args, query.identity, snapshot=snapshot, journal=query.journal
@@ -256,8 +260,9 @@ class SubscriptionManager:
         except SynclineError as exc:
             # A failed query is re-run when anything it read changes (or on new code).
             read_set = getattr(exc, "read_set", None) or ReadSet()
-            return failure_outcome(exc, []), read_set
-        return success_outcome(result.value, result.log_lines, result.journal), result.read_set
+            return failure_outcome(exc, []), read_set, query.journal
+        outcome = success_outcome(result.value, result.log_lines, result.journal)
+        return outcome, result.read_set, result.journal or query.journal
 
 
 SessionFactory = Callable[[], "SyncSession"]

@@ -36,3 +36,8 @@ async def remove(ctx, id):
     if await ctx.db.get(id) is None:
         raise AppError({"code": "NOT_FOUND", "id": id})
     await ctx.db.delete(id)
+
+
+@query(args={"paginationOpts": v.any()})
+async def page_by_author(ctx, paginationOpts):
+    return await ctx.db.query("notes").with_index("by_author").paginate(paginationOpts)
