@@ -403,7 +403,12 @@ async def test_paginated_subscription_stays_gapless(
     raw: Any, http: aiohttp.ClientSession, dev_server: DevServer
 ) -> None:
     async def add(author: str) -> None:
-        status, _ = await _post(http, dev_server, "/api/mutation", {"path": "notes:add", "args": {"author": author, "body": "."}})
+        status, _ = await _post(
+            http,
+            dev_server,
+            "/api/mutation",
+            {"path": "notes:add", "args": {"author": author, "body": "."}},
+        )
         assert status == 200
 
     for author in ("b", "d", "f", "h"):
@@ -411,8 +416,21 @@ async def test_paginated_subscription_stays_gapless(
     session = await raw()
     await session.connect()
     first_page = {"numItems": 2.0, "cursor": None}
-    await session.send({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-        {"type": "Add", "queryId": 0, "udfPath": "notes:page_by_author", "args": [{"paginationOpts": first_page}]}]})
+    await session.send(
+        {
+            "type": "ModifyQuerySet",
+            "baseVersion": 0,
+            "newVersion": 1,
+            "modifications": [
+                {
+                    "type": "Add",
+                    "queryId": 0,
+                    "udfPath": "notes:page_by_author",
+                    "args": [{"paginationOpts": first_page}],
+                }
+            ],
+        }
+    )
     first = (await session.receive_type("Transition"))["modifications"][0]
     page = first["value"]
     assert [n["author"] for n in page["page"]] == ["b", "d"] and page["isDone"] is False
@@ -423,7 +441,12 @@ async def test_paginated_subscription_stays_gapless(
     assert [n["author"] for n in update["page"]] == ["b", "c", "d"]
     assert update["continueCursor"] == page["continueCursor"]
     second = {"numItems": 2.0, "cursor": page["continueCursor"]}
-    status, body = await _post(http, dev_server, "/api/query", {"path": "notes:page_by_author", "args": {"paginationOpts": second}})
+    status, body = await _post(
+        http,
+        dev_server,
+        "/api/query",
+        {"path": "notes:page_by_author", "args": {"paginationOpts": second}},
+    )
     assert [n["author"] for n in body["value"]["page"]] == ["f", "h"]
     # A write past the page's end does not touch it.
     await add("z")

@@ -246,7 +246,9 @@ async def test_reconnect_after_server_restart_loses_and_duplicates_nothing(
     )
 
 
-async def test_every_reference_form_works_from_actions(node: NodeDriver, dev_server: DevServer) -> None:
+async def test_every_reference_form_works_from_actions(
+    node: NodeDriver, dev_server: DevServer
+) -> None:
     client = await _client(node, dev_server, "c")
     result = await node.call("action", client=client, path="refs:all_forms", args={"name": "refs"})
     assert result == [0.0, 1.0, 3.0, 0.0]

@@ -483,7 +483,10 @@ async def test_schema_violation_missing_and_extra_fields(engine: Engine) -> None
     with pytest.raises(ValidationError, match="unexpected field 'colour'"):
         await engine.mutation(
             "items:insert_two",
-            {"first": {"name": "a", "rank": 1.0}, "second": {"name": "b", "rank": 2.0, "colour": "red"}},
+            {
+                "first": {"name": "a", "rank": 1.0},
+                "second": {"name": "b", "rank": 2.0, "colour": "red"},
+            },
         )
     assert await engine.query("items:by_rank") == []
 
@@ -522,7 +525,11 @@ async def test_get_of_a_malformed_id_raises(engine: Engine) -> None:
     ("kind", "size", "message"),
     [
         ("string", 1 << 20, "more than the limit of 1048576"),
-        ("nested", 16, "blobs.data.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x: value is nested more than the limit of 16 levels"),
+        (
+            "nested",
+            16,
+            "blobs.data.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x: value is nested more than the limit of 16 levels",
+        ),
         ("array", 8193, "blobs.data: array has 8193 elements, more than the limit of 8192"),
     ],
     ids=["size", "depth", "array-length"],
