@@ -447,6 +447,7 @@ async def test_paginated_subscription_stays_gapless(
         "/api/query",
         {"path": "notes:page_by_author", "args": {"paginationOpts": second}},
     )
+    assert status == 200
     assert [n["author"] for n in body["value"]["page"]] == ["f", "h"]
     # A write past the page's end does not touch it.
     await add("z")

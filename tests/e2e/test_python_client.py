@@ -341,6 +341,7 @@ class Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -354,15 +355,19 @@ class Proxy:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            self._writers.add(up_writer)
             try:
                 async with asyncio.TaskGroup() as pumps:
                     pumps.create_task(self._pump(reader, up_writer, replies=False), name="up")
                     pumps.create_task(self._pump(up_reader, writer, replies=True), name="down")
             finally:
+                self._writers.discard(up_writer)
                 await _close_writer(up_writer)
         finally:
+            self._writers.discard(writer)
             await _close_writer(writer)
             self._handlers.discard(task)
 
@@ -379,10 +384,10 @@ class Proxy:
         writer.close()
 
     async def cut(self) -> None:
-        """Drop every proxied connection at once."""
+        """Drop every proxied connection at once, as a network failure would."""
+        for writer in list(self._writers):
+            writer.transport.abort()
         handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
         if handlers:
             await asyncio.wait(handlers)
 
