@@ -140,9 +140,7 @@ async def test_new_index_is_backfilled_in_order(engine: Engine, apps: Apps) -> N
     ]
 
 
-async def test_violating_schema_is_refused_and_nothing_changes(
-    engine: Engine, apps: Apps
-) -> None:
+async def test_violating_schema_is_refused_and_nothing_changes(engine: Engine, apps: Apps) -> None:
     await engine.deploy(apps.version(schema(ITEMS_V1, indexes=BY_RANK)))
     fine = await add(engine, "fine", 1.0, "text")
     bad = [await add(engine, "num", 2.0, 5.0), await add(engine, "list", 3.0, ["x"])]
