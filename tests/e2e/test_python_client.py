@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,7 +28,7 @@ import aiohttp
 import pytest
 
 import syncline.client as client_pkg
-from syncline import SynclineError, api
+from syncline import ProtocolError, SynclineError, api
 from syncline.client import (
     Client,
     ClientError,
@@ -34,7 +36,9 @@ from syncline.client import (
     FunctionError,
     Subscription,
 )
+from syncline.client import _protocol as protocol
 from syncline.server import EmbeddedConfig, EmbeddedServer
+from syncline.sync import decode_ts, encode_ts
 from syncline.values import values_equal
 from tests.fixtures.jwt_issuer import JwtIssuer
 
@@ -434,6 +438,71 @@ def test_error_tree() -> None:
     assert (error.message, error.data, error.path) == ("boom", {"x": 1}, "m:f")
 
 
+def test_protocol_frames_and_parsing() -> None:
+    # Pure protocol code, no server: what goes out and how what comes in is read.
+    connect_json = json.loads(
+        protocol.connect_frame(
+            session_id="s",
+            connection_count=2,
+            last_close_reason=None,
+            max_observed_ts=7,
+            client_ts_ms=1,
+        )
+    )
+    assert connect_json["connectionCount"] == 2
+    assert decode_ts(connect_json["maxObservedTimestamp"], "ts") == 7
+    assert json.loads(protocol.authenticate_frame(3, protocol.TokenType.NONE, None)) == {
+        "type": "Authenticate",
+        "baseVersion": 3,
+        "tokenType": "None",
+    }
+    version = {"querySet": 1, "identity": 0, "ts": encode_ts(5)}
+    transition = protocol.parse_server_message(
+        json.dumps(
+            {
+                "type": "Transition",
+                "startVersion": {"querySet": 0, "identity": 0, "ts": encode_ts(0)},
+                "endVersion": version,
+                "modifications": [
+                    {"type": "QueryUpdated", "queryId": 0, "value": {"$integer": "AQAAAAAAAAA="}},
+                    {"type": "QueryFailed", "queryId": 1, "errorMessage": "m", "errorData": None},
+                    {"type": "QueryFailed", "queryId": 2, "errorMessage": "m"},
+                ],
+            }
+        )
+    )
+    assert isinstance(transition, protocol.Transition)
+    assert transition.end == protocol.StateVersion(1, 0, 5)
+    updated, failed_app_error, failed = transition.modifications
+    assert isinstance(updated, protocol.QueryResult) and updated.value == 1
+    assert type(updated.value) is int
+    assert isinstance(failed, protocol.QueryResult) and failed.failed
+    assert isinstance(failed_app_error, protocol.QueryResult) and failed_app_error.failed
+    assert protocol.parse_server_message('{"type":"SomethingNew"}') is None
+    for malformed in (
+        "[]",
+        "{",
+        '{"type":"Transition","startVersion":{}}',
+        '{"type":"MutationResponse","requestId":1,"success":true,"ts":"x"}',
+    ):
+        with pytest.raises(ProtocolError):
+            protocol.parse_server_message(malformed)
+
+
+def test_reconnect_backoff_grows_with_jitter_to_its_maximum() -> None:
+    client = Client(
+        "http://127.0.0.1:1", reconnect_backoff_seconds=(0.1, 2.0), rng=random.Random(1)
+    )
+    delays = [client._delay(attempt) for attempt in range(12)]
+    assert all(0.05 <= d <= 0.1 for d in delays[:1])
+    assert all(1.0 <= d <= 2.0 for d in delays[6:])
+    assert len(set(delays)) == len(delays)  # jittered, not lockstep
+    with pytest.raises(ValueError):
+        Client("http://x", reconnect_backoff_seconds=(1.0, 0.5))
+    with pytest.raises(ValueError):
+        Client("ftp://x")
+
+
 def test_top_level_client_is_the_native_client() -> None:
     import syncline
 
@@ -753,3 +822,16 @@ async def test_mutation_while_server_is_down_applies_once(
     assert await client.query("counter:get", {"name": "down"}) == 11
     other = await connect(dev_process.url)
     assert await other.query("counter:get", {"name": "down"}) == 11
+
+
+async def test_more_mutations_than_the_server_queues_at_once(
+    server: EmbeddedServer, connect: ClientFactory
+) -> None:
+    # The server ends a session with over 1024 queued mutations; the client's window
+    # keeps it under that, and mutations still apply in the order they were made.
+    client = await connect(server.url)
+    results = await asyncio.gather(
+        *(client.mutation("counter:increment", {"name": "bulk"}) for _ in range(1100))
+    )
+    assert results == list(range(1, 1101))
+    assert client._connection_count == 1, "the server dropped the session"

@@ -438,11 +438,6 @@ class BlockingStorage(CountingStorage):
         await SqliteStorage.write_batch(self, batch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Committer.close() cancels the loop mid-write and never answers the callers "
-    "of the batch in flight: they wait forever",
-)
 async def test_close_during_a_write_answers_the_callers_in_flight(db_path: Path) -> None:
     storage = BlockingStorage(db_path)
     await storage.open()
@@ -452,7 +447,7 @@ async def test_close_during_a_write_answers_the_callers_in_flight(db_path: Path)
         caller = asyncio.create_task(committer.commit(request("a")))
         while not storage.batches:
             await asyncio.sleep(0)
-        await committer.close()
+        await committer.close(drain_timeout_seconds=0.2)
         with pytest.raises(SynclineError):
             await asyncio.wait_for(caller, 1.0)
     finally:

@@ -20,6 +20,7 @@ Guarantees, as in Convex's own clients:
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import random
@@ -63,6 +64,10 @@ log = logging.getLogger(__name__)
 MAX_SERVER_FRAME_BYTES = 256 * 1024 * 1024
 #: How long closing a WebSocket waits for the server's close frame.
 WS_CLOSE_TIMEOUT_SECONDS = 2.0
+#: Mutations sent and not yet answered, at most. The server runs a session's
+#: mutations one at a time and ends a session that queues more than 1024; past
+#: this window, mutations wait (in order) on the client.
+MAX_MUTATIONS_IN_FLIGHT = 256
 
 
 class ClientState(enum.Enum):
@@ -86,6 +91,8 @@ class _Request:
     frame: str
     future: asyncio.Future[Value]
     status: _RequestStatus = _RequestStatus.NOT_SENT
+    ever_sent: bool = False
+    """Sent on some connection: it may have run, so it is never silently dropped."""
     value: Value = None
     ts: int = 0
 
@@ -298,6 +305,9 @@ class Client:
         self._next_query_id = 0
         self._query_set_version = 0
         self._requests: dict[int, _Request] = {}
+        self._unsent: collections.deque[_Request] = collections.deque()
+        """Requests waiting to be sent on this connection, in request id order."""
+        self._mutations_in_flight = 0
         self._next_request_id = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -462,10 +472,27 @@ class Client:
             asyncio.get_running_loop().create_future(),
         )
         self._requests[request_id] = request
-        if self._conn is not None:
-            self._conn.send(request.frame)
-            request.status = _RequestStatus.SENT
+        self._unsent.append(request)
+        self._send_requests()
         return await request.future
+
+    def _send_requests(self) -> None:
+        """Send waiting requests in order, within the window of mutations in flight."""
+        conn = self._conn
+        while conn is not None and self._unsent:
+            request = self._unsent[0]
+            if request.future.cancelled() and not request.ever_sent:
+                self._unsent.popleft()
+                del self._requests[request.request_id]  # cancelled before it was ever sent
+                continue
+            if request.kind is RequestKind.MUTATION:
+                if self._mutations_in_flight >= MAX_MUTATIONS_IN_FLIGHT:
+                    return
+                self._mutations_in_flight += 1
+            self._unsent.popleft()
+            request.status = _RequestStatus.SENT
+            request.ever_sent = True
+            conn.send(request.frame)
 
     def _remove_subscriber(self, query: _Query, subscription: Subscription) -> None:
         query.subscribers.discard(subscription)
@@ -490,8 +517,9 @@ class Client:
         self._auth_sent = (auth.generation, self._identity_version)
         return authenticate_frame(base, auth.token_type, auth.value)
 
-    def _handshake(self) -> list[str]:
-        """The frames that replay this client's state onto a new connection."""
+    def _handshake(self, conn: _Connection) -> None:
+        """Replay this client's state onto a new connection."""
+        self._conn = conn
         frames = [
             connect_frame(
                 session_id=self._session_id,
@@ -515,17 +543,16 @@ class Client:
                 [add_query(q.query_id, q.path, q.args_json) for q in self._queries.values()],
             )
         )
-        for request_id in sorted(self._requests):
-            request = self._requests[request_id]
-            if request.status is _RequestStatus.NOT_SENT and request.future.cancelled():
-                del self._requests[request_id]  # cancelled before it was ever sent
-                continue
-            # Every unresolved mutation goes again: the server deduplicates by
-            # (session id, request id) and answers with the original outcome.
-            if request.kind is RequestKind.MUTATION or request.status is _RequestStatus.NOT_SENT:
-                frames.append(request.frame)
-                request.status = _RequestStatus.SENT
-        return frames
+        for frame in frames:
+            conn.send(frame)
+        # Every unresolved mutation goes again: the server deduplicates by
+        # (session id, request id) and answers with the original outcome. (Actions in
+        # flight were failed when the last connection dropped.)
+        for request in self._requests.values():
+            request.status = _RequestStatus.NOT_SENT
+        self._unsent = collections.deque(self._requests[i] for i in sorted(self._requests))
+        self._mutations_in_flight = 0
+        self._send_requests()
 
     def _disconnected(self, reason: str) -> None:
         self._conn = None
@@ -545,6 +572,7 @@ class Client:
         for request in self._requests.values():
             _settle_error(request.future, error)
         self._requests.clear()
+        self._unsent.clear()
         for _, waiter in self._auth_waiters:
             _settle_error(waiter, error)
         self._auth_waiters.clear()
@@ -617,6 +645,9 @@ class Client:
                 f"which is a {request.kind.value}"
             )
         _log_lines(request.path, response.log_lines)
+        if request.kind is RequestKind.MUTATION:
+            self._mutations_in_flight -= 1
+            self._send_requests()
         if response.error_message is not None:
             del self._requests[response.request_id]
             _settle_error(
@@ -689,9 +720,7 @@ class Client:
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[str, bool]:
         """Run one connection; returns why it ended and whether it was established."""
         conn = _Connection(ws, self._connection_count)
-        for frame in self._handshake():
-            conn.send(frame)
-        self._conn = conn
+        self._handshake(conn)
         reason = "closed"
         try:
             async with asyncio.TaskGroup() as tasks:

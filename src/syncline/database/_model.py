@@ -68,9 +68,13 @@ class TableInfo:
 class DataModel:
     """An immutable view of tables, indexes and validators at one app version."""
 
-    def __init__(self, catalog: Catalog, schema: SchemaDefinition | None) -> None:
+    def __init__(
+        self, catalog: Catalog, schema: SchemaDefinition | None, *, catalog_version: int = 0
+    ) -> None:
         self.catalog = catalog
         self.schema = schema
+        self.catalog_version = catalog_version
+        """Changes whenever tables or indexes change; commits are checked against it."""
         self._by_name: dict[str, TableInfo] = {}
         self._by_number: dict[int, TableInfo] = {}
         for meta in catalog.tables.values():

@@ -40,6 +40,7 @@ class DeploymentManager:
         self._storage = storage
         self._committer = committer
         self._current: Deployment | None = None
+        self._catalog_version = 0
         self._listeners: list[Callable[[Deployment], None]] = []
 
     @property
@@ -70,7 +71,7 @@ class DeploymentManager:
                 await self._sync_indexes(app, catalog)
                 catalog = await self._storage.load_catalog()
             version = self._current.version + 1 if self._current else 1
-            deployment = Deployment(app, DataModel(catalog, app.schema), version)
+            deployment = Deployment(app, self._new_model(catalog, app), version)
         self._publish(deployment)
         return deployment
 
@@ -83,10 +84,17 @@ class DeploymentManager:
                 catalog = await self._storage.load_catalog()
             current = self.current
             deployment = Deployment(
-                current.app, DataModel(catalog, current.app.schema), current.version
+                current.app, self._new_model(catalog, current.app), current.version
             )
         self._publish(deployment)
         return deployment.model
+
+    def _new_model(self, catalog: Catalog, app: App) -> DataModel:
+        """A model for a changed catalog. Called holding ``exclusive()``: mutations that
+        computed their index writes against the previous catalog can no longer commit."""
+        self._catalog_version += 1
+        self._committer.set_catalog_version(self._catalog_version)
+        return DataModel(catalog, app.schema, catalog_version=self._catalog_version)
 
     async def _create_table(self, name: str) -> None:
         table = await self._storage.create_table(name)

@@ -248,6 +248,9 @@ class FunctionRunner:
         assert spec.path is not None
         with capture_log_lines(spec.path) as lines:
             async with self._storage.snapshot() as snapshot:
+                # ensure_table may swap tx.model mid-run; the commit is checked against
+                # the catalog the transaction started with.
+                catalog_version = deployment.model.catalog_version
                 tx = Transaction(snapshot, deployment.model, read_only=False)
                 db = DatabaseWriter(
                     tx,
@@ -263,7 +266,9 @@ class FunctionRunner:
         if not writes and idempotency_key is None:
             return MutationResult(value, snapshot_ts, lines)
         outcome = await self._committer.commit(
-            CommitRequest(snapshot_ts, tx.reads, writes, idempotency_key, result_json)
+            CommitRequest(
+                snapshot_ts, tx.reads, writes, idempotency_key, result_json, catalog_version
+            )
         )
         if outcome.deduplicated:
             value = from_json(json.loads(outcome.result_json))

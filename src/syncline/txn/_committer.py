@@ -37,6 +37,8 @@ class CommitRequest:
     idempotency_key: str | None = None
     result_json: str = "null"
     """The function's return value, recorded with the idempotency key."""
+    catalog_version: int | None = None
+    """The catalog the writes' index keys were computed for (None: not checked)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class Committer:
         self._last_ts = 0
         self._window = WriteWindow(0)
         self._recent: OrderedDict[str, CommitOutcome] = OrderedDict()
+        self._catalog_version = 0
+        self._in_flight: list[_Pending] = []
 
     @property
     def last_ts(self) -> int:
@@ -106,16 +110,30 @@ class Committer:
         self._state = CommitterState.RUNNING
         self._task = asyncio.create_task(self._run(), name="committer")
 
-    async def close(self) -> None:
+    async def close(self, *, drain_timeout_seconds: float = 10.0) -> None:
+        """Stop intake, let queued and in-flight batches finish, then stop."""
         if self._state is CommitterState.CLOSED:
             return
         self._state = CommitterState.CLOSED
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), drain_timeout_seconds)
+            except TimeoutError:
+                log.error("committer did not drain in %.1f s; cancelling", drain_timeout_seconds)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+                for pending in self._in_flight:
+                    _answer(
+                        pending,
+                        SynclineError(
+                            "the server shut down while this commit was being written; "
+                            "its outcome is unknown (a retry with the same request is safe)"
+                        ),
+                    )
         for pending in self._queue:
-            _fail(pending, SynclineError("the committer is shutting down"))
+            _answer(pending, SynclineError("the committer is shutting down"))
         self._queue.clear()
 
     async def __aenter__(self) -> Committer:
@@ -144,6 +162,11 @@ class Committer:
         async with self._exclusive:
             yield
 
+    def set_catalog_version(self, version: int) -> None:
+        """Call while holding ``exclusive()``: commits computed for an older catalog
+        (its indexes) are refused as retryable conflicts and re-run on the new one."""
+        self._catalog_version = version
+
     def next_ts(self) -> int:
         """A ts above every committed one: ``max(now, last + 1)``."""
         return max(self._clock_ns(), self._last_ts + 1)
@@ -159,12 +182,14 @@ class Committer:
         return CommitOutcome(found[0], found[1], deduplicated=True)
 
     async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
+        while self._state is CommitterState.RUNNING or self._queue:
+            if not self._queue:
+                await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
                 batch = self._queue[: self._config.max_batch]
                 del self._queue[: len(batch)]
+                self._in_flight = batch
                 try:
                     async with self._exclusive:
                         await self._commit_batch(batch)
@@ -172,7 +197,7 @@ class Committer:
                     # Never let one bad batch stop every later commit.
                     log.exception("committer batch failed unexpectedly")
                     for pending in batch:
-                        _fail(pending, SynclineError("the commit failed; it was not applied"))
+                        _answer(pending, SynclineError("the commit failed; it was not applied"))
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         accepted: list[tuple[_Pending, CommitEntry]] = []
@@ -192,6 +217,12 @@ class Committer:
                 if earlier is not None:
                     _answer(pending, earlier)
                     continue
+            if (
+                request.catalog_version is not None
+                and request.catalog_version != self._catalog_version
+            ):
+                _answer(pending, OccConflictError("the tables or indexes changed while it ran"))
+                continue
             conflict = self._window.check(request.snapshot_ts, request.read_set)
             if conflict is not None:
                 _answer(pending, OccConflictError(conflict.reason))
@@ -245,8 +276,3 @@ def _answer(pending: _Pending, result: CommitOutcome | BaseException) -> None:
         pending.future.set_exception(result)
     else:
         pending.future.set_result(result)
-
-
-def _fail(pending: _Pending, exc: SynclineError) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(exc)
