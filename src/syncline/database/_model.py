@@ -7,7 +7,6 @@ and "is this document valid", for transactions and for schema changes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncline._errors import InvalidIdError, SchemaError, ValidationError
@@ -157,5 +156,3 @@ def check_user_fields(value: object, *, path: str, allow_system: bool = False) -
                 )
     return value
 
-
-IdTable = Callable[[str], str | None]

@@ -11,7 +11,7 @@ import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from syncline._errors import DocumentNotFoundError, InvalidIdError, ValidationError
+from syncline._errors import DocumentNotFoundError, ValidationError
 from syncline.database._model import (
     UNSET,
     DataModel,
@@ -236,8 +236,3 @@ class Transaction:
             )
         return writes
 
-
-def require_id_of(model: DataModel, doc_id: object, table: str, what: str) -> None:
-    info = model.require_id(doc_id, what=what)
-    if info is None or info.name != table:
-        raise InvalidIdError(f"{what}: {doc_id!r} is not an id of table {table!r}")

@@ -15,7 +15,6 @@ import contextlib
 import enum
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -264,5 +263,3 @@ class SubscriptionManager:
         outcome = success_outcome(result.value, result.log_lines, result.journal)
         return outcome, result.read_set, result.journal or query.journal
 
-
-SessionFactory = Callable[[], "SyncSession"]
