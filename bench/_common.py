@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -101,9 +102,7 @@ async def run_server(name: str, argv: Sequence[str], port: int) -> AsyncIterator
         waiter.cancel()
         exited.cancel()
         if waiter not in done:
-            raise RuntimeError(
-                f"{name} did not become ready:\n" + "\n".join(server.output[-30:])
-            )
+            raise RuntimeError(f"{name} did not become ready:\n" + "\n".join(server.output[-30:]))
         async with aiohttp.ClientSession() as session, session.get(f"{server.url}/version") as r:
             r.raise_for_status()
         log(f"{name} ready on port {port} (pid {process.pid}, data {data_dir})")
@@ -152,6 +151,64 @@ def plain_argv(port: int) -> list[str]:
         "--db",
         "{data}/plain.sqlite3",
     ]
+
+
+# -- CPU accounting ----------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the parenthesised command name; utime and stime are 14 and 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this (load generator) process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_cpu_seconds() -> float:
+    """CPU time spent busy (not idle, not waiting for I/O) by all cores, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    # guest time is already counted in user time.
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU used by the server, by this process and by anything else over an interval.
+
+    "Other" is everything else on the machine (e.g. a test suite running
+    meanwhile); when it is high the figures are not representative.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self._pid = server_pid
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            process_cpu_seconds(self._pid),
+            own_cpu_seconds(),
+            machine_busy_cpu_seconds(),
+        )
+
+    def stop(self) -> dict[str, float]:
+        """Percent of one core used by each side since the meter started."""
+        end = self._sample()
+        wall, server, client, machine = (e - s for e, s in zip(end, self._start, strict=True))
+        other = max(0.0, machine - server - client)
+        return {
+            "server_cpu_pct": 100 * server / wall,
+            "client_cpu_pct": 100 * client / wall,
+            "other_cpu_pct": 100 * other / wall,
+        }
 
 
 # -- statistics --------------------------------------------------------------

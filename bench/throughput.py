@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
 from _common import (
+    CpuMeter,
     format_table,
     free_port,
     log,
@@ -57,6 +58,7 @@ class RunStats:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     first_error: str | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def error(self, what: str) -> None:
         self.errors += 1
@@ -73,22 +75,28 @@ class RunStats:
             "errors": self.errors,
             "first_error": self.first_error,
             **summarize_ms(self.latencies),
+            **self.cpu,
         }
 
 
 Worker = Callable[[int, float, RunStats], Awaitable[None]]
 
 
-async def timed_run(target: str, concurrency: int, seconds: float, worker: Worker) -> RunStats:
+async def timed_run(
+    target: str, concurrency: int, seconds: float, worker: Worker, server_pid: int
+) -> RunStats:
     """Run ``concurrency`` workers until ``seconds`` have passed.
 
     Requests still in flight at the deadline are awaited but not counted, so
-    ok/s reflects only work acknowledged within the window.
+    ok/s reflects only work acknowledged within the window. CPU use of the
+    server and of this load generator is sampled over the window.
     """
     stats = RunStats(target, concurrency)
     start = time.perf_counter()
     deadline = start + seconds
+    meter = CpuMeter(server_pid)
     await asyncio.gather(*(worker(i, deadline, stats) for i in range(concurrency)))
+    stats.cpu = meter.stop()
     stats.seconds = seconds
     return stats
 
@@ -136,6 +144,7 @@ async def bench_http(
     url: str,
     body_for: Callable[[str], dict[str, Any]],
     *,
+    server_pid: int,
     concurrency: int,
     seconds: float,
     warmup_seconds: float,
@@ -146,9 +155,9 @@ async def bench_http(
         worker = http_worker(session, url, body_for)
         if warmup_seconds > 0:
             log(f"{target}: warming up for {warmup_seconds:g} s")
-            await timed_run(target, concurrency, warmup_seconds, worker)
+            await timed_run(target, concurrency, warmup_seconds, worker, server_pid)
         log(f"{target}: measuring {concurrency} clients for {seconds:g} s")
-        return await timed_run(target, concurrency, seconds, worker)
+        return await timed_run(target, concurrency, seconds, worker, server_pid)
 
 
 # -- WebSocket (sync protocol) -------------------------------------------------
@@ -212,7 +221,13 @@ def ws_worker(sockets: list[Any], request_ids: list[int]) -> Worker:
 
 
 async def bench_ws(
-    target: str, base_url: str, *, concurrency: int, seconds: float, warmup_seconds: float
+    target: str,
+    base_url: str,
+    *,
+    server_pid: int,
+    concurrency: int,
+    seconds: float,
+    warmup_seconds: float,
 ) -> RunStats:
     ws_url = base_url.replace("http://", "ws://") + "/api/sync"
     connector = aiohttp.TCPConnector(limit=0)
@@ -225,9 +240,9 @@ async def bench_ws(
             worker = ws_worker(sockets, request_ids)
             if warmup_seconds > 0:
                 log(f"{target}: warming up for {warmup_seconds:g} s")
-                await timed_run(target, concurrency, warmup_seconds, worker)
+                await timed_run(target, concurrency, warmup_seconds, worker, server_pid)
             log(f"{target}: measuring {concurrency} sessions for {seconds:g} s")
-            return await timed_run(target, concurrency, seconds, worker)
+            return await timed_run(target, concurrency, seconds, worker, server_pid)
         finally:
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
@@ -245,6 +260,7 @@ async def run(seconds: float, concurrency: int, warmup_seconds: float) -> dict[s
                 "plain/http",
                 f"{plain.url}/insert",
                 lambda key: {"key": key},
+                server_pid=plain.pid,
                 concurrency=concurrency,
                 seconds=seconds,
                 warmup_seconds=warmup_seconds,
@@ -257,6 +273,7 @@ async def run(seconds: float, concurrency: int, warmup_seconds: float) -> dict[s
                 "syncline/http",
                 f"{syncline.url}/api/mutation",
                 lambda key: {"path": "counter:insert", "args": {"key": key}, "format": "json"},
+                server_pid=syncline.pid,
                 concurrency=concurrency,
                 seconds=seconds,
                 warmup_seconds=warmup_seconds,
@@ -266,6 +283,7 @@ async def run(seconds: float, concurrency: int, warmup_seconds: float) -> dict[s
             await bench_ws(
                 "syncline/ws",
                 syncline.url,
+                server_pid=syncline.pid,
                 concurrency=concurrency,
                 seconds=seconds,
                 warmup_seconds=warmup_seconds,
@@ -288,7 +306,18 @@ async def run(seconds: float, concurrency: int, warmup_seconds: float) -> dict[s
 
 
 def table(results: dict[str, Any]) -> str:
-    headers = ["target", "concurrency", "ok/s", "p50 ms", "p99 ms", "errors", "x plain"]
+    headers = [
+        "target",
+        "concurrency",
+        "ok/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "x plain",
+        "server cpu %",
+        "client cpu %",
+        "other cpu %",
+    ]
     rows = [
         [
             r["target"],
@@ -297,11 +326,26 @@ def table(results: dict[str, Any]) -> str:
             r["p50_ms"],
             r["p99_ms"],
             r["errors"],
-            f"{r['ratio_to_plain']:.2f}" if r["ratio_to_plain"] is not None else "-",
+            r["ratio_to_plain"] if r["ratio_to_plain"] is not None else math.nan,
+            round(r["server_cpu_pct"]),
+            round(r["client_cpu_pct"]),
+            round(r["other_cpu_pct"]),
         ]
         for r in results["runs"]
     ]
     return format_table(headers, rows)
+
+
+def print_report(results: dict[str, Any]) -> None:
+    s = results["settings"]
+    print(
+        f"Write throughput (acknowledged durable inserts; {s['seconds']:g} s per target "
+        f"after {s['warmup_seconds']:g} s warm-up)"
+    )
+    print(table(results))
+    for r in results["runs"]:
+        if r["first_error"]:
+            print(f"  {r['target']}: first error: {r['first_error']}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,11 +360,7 @@ def main() -> None:
     add_arguments(parser)
     args = parser.parse_args()
     results = asyncio.run(run(args.seconds, args.concurrency, args.warmup))
-    print("Write throughput (acknowledged durable inserts)")
-    print(table(results))
-    for r in results["runs"]:
-        if r["first_error"]:
-            print(f"  {r['target']}: first error: {r['first_error']}")
+    print_report(results)
     write_json(args.json, results)
 
 

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
 from _common import (
     BENCH_DIR,
+    CpuMeter,
     format_table,
     free_port,
     log,
@@ -224,19 +224,18 @@ class Driver:
 
 
 async def wait_delivered(
-    recorder: Recorder, expected: dict[str, int], doc_ids: list[str], timeout: float
+    recorder: Recorder, expected: dict[str, int], doc_ids: list[str], timeout_seconds: float
 ) -> bool:
     """Wait until each document id was delivered to every subscriber of its key."""
 
     def complete() -> bool:
         return all(
-            len(recorder.deliveries.get(d, ())) >= expected[recorder.by_doc[d].key]
-            for d in doc_ids
+            len(recorder.deliveries.get(d, ())) >= expected[recorder.by_doc[d].key] for d in doc_ids
         )
 
     try:
         async with recorder.delivered:
-            await asyncio.wait_for(recorder.delivered.wait_for(complete), timeout)
+            await asyncio.wait_for(recorder.delivered.wait_for(complete), timeout_seconds)
     except TimeoutError:
         return False
     return True
@@ -315,7 +314,9 @@ async def measure_syncline(
             driver_reader = asyncio.create_task(driver.read(), name="driver")
             mode = f"{rate:g}/s" if rate > 0 else "one at a time"
             log(f"driving mutations ({mode}) for {seconds:g} s")
+            meter = CpuMeter(server.pid)
             sent = await drive(driver, recorder, keys, expected, rate=rate, seconds=seconds)
+            cpu = meter.stop()
             acked = list(recorder.by_doc)
             log(f"{sent} mutations sent, {len(acked)} acknowledged; waiting for deliveries")
             settled = await wait_delivered(recorder, expected, acked, SETTLE_TIMEOUT_SECONDS)
@@ -355,6 +356,7 @@ async def measure_syncline(
         "send_to_ack": summarize_ms(send_to_ack),
         "min_ack_to_receive_ms": min(ack_to_receive, default=float("nan")) * 1000,
         "errors": recorder.errors,
+        **cpu,
     }
 
 
@@ -443,7 +445,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_report(results: dict[str, Any]) -> None:
     s = results["syncline"]
     rate = f"{s['rate_per_s']:g} mutations/s" if s["rate_per_s"] > 0 else "one at a time"
-    print(f"Update latency ({rate}, {s['seconds']:g} s; subscribe took {s['subscribe_seconds']} s)")
+    print(
+        f"Update latency ({rate} for {s['seconds']:g} s; subscribing took "
+        f"{s['subscribe_seconds']:.2f} s; cpu while driving: server "
+        f"{s['server_cpu_pct']:.0f}%, client {s['client_cpu_pct']:.0f}%, "
+        f"other {s['other_cpu_pct']:.0f}%)"
+    )
     print(table(results))
     for error in s["errors"]:
         print(f"  error: {error}")
