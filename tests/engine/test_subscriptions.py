@@ -109,9 +109,6 @@ class RecordingSession:
         values = [value_of(q) for q in self.queries]
         self.seen.append((self.manager.ts, values))
 
-    def waiting_for_ts(self) -> bool:
-        return False
-
 
 def value_of(query: SharedQuery) -> Any:
     if query.outcome is None:
@@ -130,9 +127,7 @@ class Harness:
         )["CALLS"]
 
     def session(self) -> RecordingSession:
-        session = RecordingSession(self.manager)
-        self.manager.register_session(session)  # type: ignore[arg-type]
-        return session
+        return RecordingSession(self.manager)
 
     def subscribe(
         self,

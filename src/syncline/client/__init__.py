@@ -10,8 +10,9 @@ over Convex's WebSocket sync protocol, with reconnects that lose no mutation::
                 print(value)
 """
 
-from syncline.client._client import Client, ClientState, Subscription
+from syncline.client._client import Client, ClientState
 from syncline.client._errors import ClientError, ConnectionLostError, FunctionError
+from syncline.client._subscription import Subscription
 
 __all__ = [
     "Client",

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncline._errors import ProtocolError, SynclineError
+from syncline.client._errors import ClientError
 from syncline.sync import decode_ts, encode_ts
-from syncline.values import Value, from_json
+from syncline.values import Value, from_json, to_json
 
 JsonObject = dict[str, Any]
 
@@ -82,6 +83,18 @@ def modify_query_set_frame(
             "modifications": list(modifications),
         }
     )
+
+
+def encode_args(args: Mapping[str, Any] | None) -> JsonObject:
+    """A function's arguments in Convex's JSON encoding; None means no arguments."""
+    if args is None:
+        return {}
+    if not isinstance(args, Mapping):
+        raise ClientError(
+            f"arguments must be a mapping of names to values, got {type(args).__name__}"
+        )
+    encoded: JsonObject = to_json(dict(args))
+    return encoded
 
 
 def request_frame(kind: RequestKind, request_id: int, path: str, args_json: JsonObject) -> str:

@@ -155,4 +155,3 @@ def check_user_fields(value: object, *, path: str, allow_system: bool = False) -
                     f"{path}: field {key!r} is reserved (system fields start with '_')"
                 )
     return value
-

@@ -235,4 +235,3 @@ class Transaction:
                 DocumentWrite(doc_id, pending.table.meta.table_number, pending.new, changes)
             )
         return writes
-

@@ -102,14 +102,10 @@ class SyncSession:
     def mark_dirty(self) -> None:
         self._dirty.set()
 
-    def waiting_for_ts(self) -> bool:
-        return self._need_ts is not None or self._min_ts > self._sent_version[2]
-
     # -- lifecycle -----------------------------------------------------------
 
     async def run(self, frames: AsyncIterator[str | bytes]) -> None:
         """Serve until the client disconnects or the session fails."""
-        self._manager.register_session(self)
         self._spawn(self._sender(), "sender")
         self._spawn(self._mutation_worker(), "mutations")
         self._spawn(self._pinger(), "pinger")
@@ -129,7 +125,7 @@ class SyncSession:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        self._manager.unregister_session(self)
+        self._manager.forget_session(self)
         for query in self._queries.values():
             self._manager.unsubscribe(self, query)
         self._queries.clear()
@@ -188,6 +184,7 @@ class SyncSession:
         if message.max_observed_ts and message.max_observed_ts > self._manager.ts:
             # The client has seen a newer ts than we serve: never show it older data.
             self._min_ts = message.max_observed_ts
+            self._manager.notify_when_advanced(self)
             self._spawn(self._await_catch_up(message.max_observed_ts), "catch-up")
 
     async def _await_catch_up(self, ts: int) -> None:
@@ -297,6 +294,8 @@ class SyncSession:
 
     def _owe_transition_at(self, ts: int) -> None:
         self._need_ts = ts if self._need_ts is None else max(self._need_ts, ts)
+        self._manager.notify_when_advanced(self)
+        self._dirty.set()
 
     async def _action(self, request: FunctionRequest, identity: Identity) -> None:
         try:
@@ -336,6 +335,8 @@ class SyncSession:
 
     def _transition(self) -> str | None:
         ts = self._manager.ts
+        if ts < self._min_ts or (self._need_ts is not None and ts < self._need_ts):
+            self._manager.notify_when_advanced(self)
         if ts < self._min_ts:
             return None
         if any(q.outcome is None for q in self._queries.values()):

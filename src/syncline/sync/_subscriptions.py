@@ -110,7 +110,10 @@ class SubscriptionManager:
         self._wakeup = asyncio.Event()
         self._ts = start_ts
         self._ts_changed = asyncio.Condition()
-        self._sessions: set[SyncSession] = set()
+        self._waiting: set[SyncSession] = set()
+        """Sessions owed a Transition once the ts advances (mutation acks, catch-up)."""
+        self._readers: dict[int, set[SharedQuery]] = {}
+        """Queries by the index ids their read sets cover: only these can be invalidated."""
         self._state = ManagerState.NEW
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
@@ -139,11 +142,23 @@ class SubscriptionManager:
 
     # -- called by sessions and the committer --------------------------------
 
-    def register_session(self, session: SyncSession) -> None:
-        self._sessions.add(session)
+    def notify_when_advanced(self, session: SyncSession) -> None:
+        """Mark ``session`` dirty after the next step that advances the ts."""
+        self._waiting.add(session)
 
-    def unregister_session(self, session: SyncSession) -> None:
-        self._sessions.discard(session)
+    def forget_session(self, session: SyncSession) -> None:
+        self._waiting.discard(session)
+
+    def _set_read_set(self, query: SharedQuery, read_set: ReadSet) -> None:
+        for index_id in query.read_set.intervals.keys() - read_set.intervals.keys():
+            readers = self._readers.get(index_id)
+            if readers is not None:
+                readers.discard(query)
+                if not readers:
+                    del self._readers[index_id]
+        for index_id in read_set.intervals:
+            self._readers.setdefault(index_id, set()).add(query)
+        query.read_set = read_set
 
     def subscribe(
         self, session: SyncSession, path: str, args: Any, identity: Identity, journal: str | None
@@ -167,6 +182,7 @@ class SubscriptionManager:
         if not query.subscribers and self._queries.get(query.key) is query:
             del self._queries[query.key]
             self._pending.discard(query)
+            self._set_read_set(query, ReadSet())
 
     def notify_commit(self, ts: int) -> None:
         """A commit up to ``ts`` is durable; wake the loop."""
@@ -203,6 +219,8 @@ class SubscriptionManager:
                 self._wakeup.set()
 
     async def _step(self) -> None:
+        # Let senders flush responses queued before this step (reads below do not yield).
+        await asyncio.sleep(0)
         async with self._storage.snapshot() as snapshot:
             target_ts = max(snapshot.ts, self._ts)
             if self._rerun_all:
@@ -218,7 +236,9 @@ class SubscriptionManager:
         # Publish all at once (no await in between): sessions never see a mix of ts.
         changed: set[SharedQuery] = set()
         for query, (outcome, read_set, journal) in zip(queries, results, strict=True):
-            query.read_set = read_set
+            if self._queries.get(query.key) is not query:
+                continue  # unsubscribed while it ran
+            self._set_read_set(query, read_set)
             # Re-runs keep the page ends of the first run: pages stay gapless.
             query.journal = journal
             if query.outcome is None or query.outcome.fingerprint != outcome.fingerprint:
@@ -230,9 +250,11 @@ class SubscriptionManager:
         affected: set[SyncSession] = set()
         for query in changed:
             affected |= query.subscribers
-        for session in self._sessions:
-            if session in affected or (advanced and session.waiting_for_ts()):
-                session.mark_dirty()
+        if advanced:
+            affected |= self._waiting
+            self._waiting = set()
+        for session in affected:
+            session.mark_dirty()
         async with self._ts_changed:
             self._ts_changed.notify_all()
 
@@ -247,7 +269,10 @@ class SubscriptionManager:
                 break
             cursor = commits[-1].ts
         written = sorted_keys_by_index(keys)
-        return {q for q in self._queries.values() if q.read_set.overlaps(written)}
+        candidates: set[SharedQuery] = set()
+        for index_id in written:
+            candidates |= self._readers.get(index_id, set())
+        return {q for q in candidates if q.read_set.overlaps(written)}
 
     async def _execute(
         self, query: SharedQuery, snapshot: Any
@@ -262,4 +287,3 @@ class SubscriptionManager:
             return failure_outcome(exc, []), read_set, query.journal
         outcome = success_outcome(result.value, result.log_lines, result.journal)
         return outcome, result.read_set, result.journal or query.journal
-
