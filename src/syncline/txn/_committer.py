@@ -147,10 +147,7 @@ class Committer:
         """Commit, or raise OccConflictError; returns the first outcome for a retried key."""
         if self._state is not CommitterState.RUNNING:
             raise SynclineError("the committer is not running")
-        if request.idempotency_key is not None:
-            earlier = await self.find_idempotent(request.idempotency_key)
-            if earlier is not None:
-                return earlier
+        # A key that already committed is answered from the batch (see _commit_batch).
         pending = _Pending(request)
         self._queue.append(pending)
         self._wakeup.set()
