@@ -22,8 +22,8 @@ from syncline._errors import AppError, SynclineError
 from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
-from syncline.txn import ReadSet, sorted_keys_by_index
-from syncline.values import json_dumps_canonical, to_json
+from syncline.txn import Interval, ReadSet, sorted_keys_by_index
+from syncline.values import field_boundaries, json_dumps_canonical, to_json
 
 if TYPE_CHECKING:
     from syncline.sync._session import SyncSession
@@ -78,6 +78,25 @@ def error_for_client(exc: SynclineError) -> tuple[str, Any]:
 
 
 QueryKey = tuple[str, str, str, str | None]
+Bucket = tuple[int, bytes]
+
+
+def interval_bucket(interval: Interval) -> bytes:
+    """The longest run of whole field encodings that every key in the interval starts with.
+
+    Invalidation looks a written key up under each of its field prefixes, so a
+    commit only examines queries whose intervals could contain its keys, instead
+    of every subscription. Unbounded or first-field ranges land in ``b""``.
+    """
+    if interval.end is None:
+        return b""
+    bucket = b""
+    for end in field_boundaries(interval.start):
+        prefix = interval.start[:end]
+        if not interval.end.startswith(prefix):
+            break
+        bucket = prefix
+    return bucket
 
 
 @dataclass(eq=False)
@@ -90,6 +109,7 @@ class SharedQuery:
     outcome: QueryOutcome | None = None
     read_set: ReadSet = field(default_factory=ReadSet)
     subscribers: set[SyncSession] = field(default_factory=set)
+    buckets: set[Bucket] = field(default_factory=set)
 
 
 class ManagerState(enum.Enum):
@@ -112,8 +132,8 @@ class SubscriptionManager:
         self._ts_changed = asyncio.Condition()
         self._waiting: set[SyncSession] = set()
         """Sessions owed a Transition once the ts advances (mutation acks, catch-up)."""
-        self._readers: dict[int, set[SharedQuery]] = {}
-        """Queries by the index ids their read sets cover: only these can be invalidated."""
+        self._buckets: dict[Bucket, set[SharedQuery]] = {}
+        """Queries by the buckets of their read intervals (see :func:`interval_bucket`)."""
         self._state = ManagerState.NEW
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
@@ -150,14 +170,16 @@ class SubscriptionManager:
         self._waiting.discard(session)
 
     def _set_read_set(self, query: SharedQuery, read_set: ReadSet) -> None:
-        for index_id in query.read_set.intervals.keys() - read_set.intervals.keys():
-            readers = self._readers.get(index_id)
-            if readers is not None:
-                readers.discard(query)
-                if not readers:
-                    del self._readers[index_id]
-        for index_id in read_set.intervals:
-            self._readers.setdefault(index_id, set()).add(query)
+        buckets = {(i, interval_bucket(interval)) for i, interval in read_set.items()}
+        for bucket in query.buckets - buckets:
+            members = self._buckets.get(bucket)
+            if members is not None:
+                members.discard(query)
+                if not members:
+                    del self._buckets[bucket]
+        for bucket in buckets - query.buckets:
+            self._buckets.setdefault(bucket, set()).add(query)
+        query.buckets = buckets
         query.read_set = read_set
 
     def subscribe(
@@ -270,8 +292,12 @@ class SubscriptionManager:
             cursor = commits[-1].ts
         written = sorted_keys_by_index(keys)
         candidates: set[SharedQuery] = set()
-        for index_id in written:
-            candidates |= self._readers.get(index_id, set())
+        for index_id, index_keys in written.items():
+            for key in index_keys:
+                for prefix in (b"", *(key[:end] for end in field_boundaries(key))):
+                    members = self._buckets.get((index_id, prefix))
+                    if members:
+                        candidates |= members
         return {q for q in candidates if q.read_set.overlaps(written)}
 
     async def _execute(

@@ -33,6 +33,7 @@ from syncline.values._keys import (
     compare_values,
     encode_index_key,
     encode_key,
+    field_boundaries,
     key_successor,
     prefix_end,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "decode_id",
     "encode_index_key",
     "encode_key",
+    "field_boundaries",
     "from_json",
     "id_table_number",
     "json_dumps_canonical",

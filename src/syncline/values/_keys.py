@@ -102,6 +102,49 @@ def key_successor(key: bytes) -> bytes:
     return key + b"\x00"
 
 
+def field_boundaries(key: bytes) -> list[int]:
+    """End offsets of the complete value encodings at the start of *key*, in order.
+
+    ``key[:i]`` for each offset ``i`` is the key of the first fields alone. Parsing
+    stops at the first byte that does not start a value (such as a ``prefix_end``
+    marker), so any byte string is accepted.
+    """
+    ends: list[int] = []
+    position = 0
+    while position < len(key):
+        end = _skip(key, position)
+        if end is None:
+            break
+        ends.append(end)
+        position = end
+    return ends
+
+
+_FIXED_WIDTH: Final = {1: 1, 2: 1, 3: 9, 4: 9, 5: 2}
+
+
+def _skip(key: bytes, position: int) -> int | None:
+    """The end offset of the value encoding at *position*, or None if there is none."""
+    tag = key[position]
+    width = _FIXED_WIDTH.get(tag)
+    if width is not None:
+        end = position + width
+        return end if end <= len(key) else None
+    if tag in (6, 7):
+        # Bodies never contain 0x00 (it is escaped), so the first 0x00 terminates.
+        end = key.find(b"\x00", position + 1)
+        return end + 1 if end >= 0 else None
+    if tag in (8, 9):
+        inner = position + 1
+        while inner < len(key) and key[inner] != 0:
+            next_inner = _skip(key, inner)
+            if next_inner is None:
+                return None
+            inner = next_inner
+        return inner + 1 if inner < len(key) else None
+    return None
+
+
 def compare_values(a: object, b: object) -> int:
     """-1, 0 or 1 as *a* sorts before, with, or after *b* in Convex's order."""
     key_a, key_b = encode_key(a), encode_key(b)
