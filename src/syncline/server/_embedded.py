@@ -7,8 +7,11 @@ committer wakes the subscription loop directly instead of through NOTIFY.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,13 @@ class EmbeddedConfig:
     """Interface to listen on."""
     port: int = DEFAULT_PORT
     """TCP port; 0 picks a free one."""
+    commit_log_retention_seconds: float = 3600.0
+    """Commit-log rows older than this are deleted (the subscription loop only reads
+    rows after its own ts, which is never older than a few milliseconds)."""
+    idempotency_retention_seconds: float = 86400.0
+    """How long a retried mutation (same session and request id) is recognised."""
+    prune_interval_seconds: float = 60.0
+    """How often old commit-log rows and request keys are deleted."""
 
 
 class ServerState(enum.Enum):
@@ -66,6 +76,7 @@ class EmbeddedServer:
         self._authenticator: Authenticator | None = None
         self._http: HttpApi | None = None
         self._site_runner: web.AppRunner | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self.port = config.port
 
     def _on_commit(self, ts: int) -> None:
@@ -108,6 +119,7 @@ class EmbeddedServer:
             site = web.TCPSite(self._site_runner, self.config.host, self.config.port)
             await site.start()
             self.port = int(self._site_runner.addresses[0][1])
+            self._pruner = asyncio.create_task(self._prune_forever(), name="storage-pruner")
         except BaseException:
             await self.close()
             raise
@@ -124,6 +136,27 @@ class EmbeddedServer:
             await old.close()
         return deployment
 
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.prune_interval_seconds)
+            await self.prune()
+
+    async def prune(self) -> int:
+        """Delete commit-log rows and request keys past their retention."""
+        assert self.manager is not None
+        now_ns = time.time_ns()
+        try:
+            return await self.storage.prune(
+                # Never past the subscription loop's position: it still reads after it.
+                commit_log_before_ts=min(
+                    now_ns - int(self.config.commit_log_retention_seconds * 1e9), self.manager.ts
+                ),
+                idempotency_before_ts=now_ns - int(self.config.idempotency_retention_seconds * 1e9),
+            )
+        except Exception:
+            log.exception("pruning old commit-log rows failed; will retry")
+            return 0
+
     def _deployment_changed(self, deployment: Deployment) -> None:
         if self.manager is not None:
             self.manager.rerun_all()
@@ -132,6 +165,10 @@ class EmbeddedServer:
         if self._state is ServerState.CLOSED:
             return
         self._state = ServerState.CLOSED
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         if self._http is not None:
             await self._http.close_sockets()
         if self._site_runner is not None:

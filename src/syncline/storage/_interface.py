@@ -137,6 +137,14 @@ class Storage(Protocol):
 
     async def max_ts(self) -> int: ...
 
+    async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
+        """Delete commit-log rows and request keys older than the given ts.
+
+        The newest commit-log row always stays (a snapshot's ts is the newest
+        row's). Returns the number of rows deleted.
+        """
+        ...
+
     async def load_catalog(self) -> Catalog: ...
 
     async def write_batch(self, batch: Sequence[CommitEntry]) -> None:

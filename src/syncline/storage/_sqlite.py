@@ -201,6 +201,20 @@ class SqliteStorage:
     async def max_ts(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(ts), 0) FROM commit_log")[0][0])
 
+    async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
+                "DELETE FROM commit_log WHERE ts < ? AND ts < (SELECT MAX(ts) FROM commit_log)",
+                (commit_log_before_ts,),
+            ).rowcount
+            deleted += conn.execute(
+                "DELETE FROM idempotency WHERE ts < ?", (idempotency_before_ts,)
+            ).rowcount
+            return int(deleted)
+
+        result: int = await self._transaction(body)
+        return result
+
     async def load_catalog(self) -> Catalog:
         catalog = Catalog()
         for number, name in self._read("SELECT table_number, name FROM tables"):
