@@ -14,6 +14,9 @@ status and Convex wire errors in one table (:data:`HTTP_STATUS_BY_CODE`).
     ├── FunctionTypeError        e.g. a mutation called through run_query
     ├── DocumentNotFoundError    patch/replace/delete of a missing document
     ├── OccConflictError         optimistic concurrency conflict (retryable)
+    ├── FencedError              a deposed committer's write was refused (retryable elsewhere)
+    ├── UnavailableError         a service or its storage is unreachable now (retryable)
+    ├── InvalidWriteSetError     a commit's read or write set is malformed or inconsistent
     ├── AuthenticationError      invalid, expired or unverifiable token
     ├── ConfigError              an app's configuration (auth_config.py, CLI flags) is invalid
     ├── ProtocolError            malformed frame or request body, bad version chain
@@ -80,6 +83,22 @@ class OccConflictError(SynclineError):
     retryable = True
 
 
+class FencedError(SynclineError):
+    """The committer's leader epoch is no longer current: another leader took over."""
+
+    code = "Fenced"
+    retryable = True
+
+
+class UnavailableError(SynclineError):
+    code = "Unavailable"
+    retryable = True
+
+
+class InvalidWriteSetError(SynclineError):
+    code = "InvalidWriteSet"
+
+
 class AuthenticationError(SynclineError):
     code = "Unauthenticated"
 
@@ -126,5 +145,8 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     FunctionTypeError.code: 560,
     DocumentNotFoundError.code: 560,
     OccConflictError.code: 560,
+    InvalidWriteSetError.code: 560,
+    FencedError.code: 503,
+    UnavailableError.code: 503,
     AppError.code: 560,
 }

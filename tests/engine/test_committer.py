@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncline import OccConflictError, SynclineError
+from syncline._errors import FencedError
 from syncline.storage import CommitEntry, DocumentWrite, IndexKeyChange, SqliteStorage
 from syncline.txn import CommitOutcome, CommitRequest, Committer, CommitterConfig, Interval, ReadSet
 
@@ -24,9 +25,9 @@ class CountingStorage(SqliteStorage):
         super().__init__(path)
         self.batches: list[int] = []
 
-    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
+    async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         self.batches.append(len(batch))
-        await super().write_batch(batch)
+        await super().write_batch(batch, epoch=epoch)
 
 
 class FlakyStorage(CountingStorage):
@@ -36,12 +37,12 @@ class FlakyStorage(CountingStorage):
         super().__init__(path)
         self.failures = 0
 
-    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
+    async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         if self.failures > 0:
             self.failures -= 1
             self.batches.append(len(batch))
             raise sqlite3.OperationalError("disk I/O error")
-        await super().write_batch(batch)
+        await super().write_batch(batch, epoch=epoch)
 
 
 def key(name: str) -> bytes:
@@ -432,10 +433,10 @@ class BlockingStorage(CountingStorage):
         super().__init__(path)
         self.release = asyncio.Event()
 
-    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
+    async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         self.batches.append(len(batch))
         await self.release.wait()
-        await SqliteStorage.write_batch(self, batch)
+        await SqliteStorage.write_batch(self, batch, epoch=epoch)
 
 
 async def test_close_during_a_write_answers_the_callers_in_flight(db_path: Path) -> None:
@@ -452,4 +453,31 @@ async def test_close_during_a_write_answers_the_callers_in_flight(db_path: Path)
             await asyncio.wait_for(caller, 1.0)
     finally:
         storage.release.set()
+        await storage.close()
+
+
+async def test_a_deposed_leader_cannot_commit(db_path: Path) -> None:
+    storage = SqliteStorage(db_path)
+    await storage.open()
+    fenced: list[bool] = []
+    try:
+        old = Committer(
+            storage, epoch=await storage.acquire_epoch(), on_fenced=lambda: fenced.append(True)
+        )
+        await old.start()
+        first = await old.commit(request("before"))
+        new = Committer(storage, epoch=await storage.acquire_epoch())
+        await new.start()
+        with pytest.raises(FencedError):
+            await old.commit(request("late"))
+        assert fenced == [True]
+        with pytest.raises(FencedError):
+            await old.commit(request("later"))
+        after = await new.commit(request("after", snapshot_ts=first.ts))
+        assert after.ts > first.ts
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM commit_log").fetchone()[0] == 2
+        await old.close()
+        await new.close()
+    finally:
         await storage.close()

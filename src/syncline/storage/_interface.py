@@ -147,8 +147,17 @@ class Storage(Protocol):
 
     async def load_catalog(self) -> Catalog: ...
 
-    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
-        """Persist commits atomically and durably, in order."""
+    async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
+        """Persist commits atomically and durably, in order.
+
+        With ``epoch``, the batch commits only if the stored leader epoch still
+        equals it (checked inside the same transaction); otherwise nothing is
+        written and FencedError is raised.
+        """
+        ...
+
+    async def acquire_epoch(self) -> int:
+        """Increment the stored leader epoch and return it: fences every older leader."""
         ...
 
     async def find_idempotent(self, key: str) -> tuple[int, str] | None:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from syncline._errors import FencedError
 from syncline.storage._codec import (
     decode_commit_keys,
     decode_document,
@@ -259,8 +260,26 @@ class SqliteStorage:
 
         return await self._on_writer(run)
 
-    async def write_batch(self, batch: Sequence[CommitEntry]) -> None:
+    async def acquire_epoch(self) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
+            epoch = (int(row[0]) if row else 0) + 1
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('leader_epoch', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(epoch),),
+            )
+            return epoch
+
+        result: int = await self._transaction(body)
+        return result
+
+    async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         def body(conn: sqlite3.Connection) -> None:
+            if epoch is not None:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
+                if row is None or int(row[0]) != epoch:
+                    raise FencedError(f"leader epoch {epoch} is no longer current")
             for entry in batch:
                 for write in entry.writes:
                     if write.new is None:

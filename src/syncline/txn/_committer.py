@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from syncline._errors import OccConflictError, SynclineError
+from syncline._errors import FencedError, OccConflictError, SynclineError
 from syncline.storage import CommitEntry, DocumentWrite, IdempotencyRecord, Storage
 from syncline.txn._intervals import ReadSet, sorted_keys_by_index
 from syncline.txn._window import WriteWindow
@@ -51,6 +51,8 @@ class CommitOutcome:
 class CommitterState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
+    FENCED = "fenced"
+    """Another leader took over: this committer refuses everything from now on."""
     CLOSED = "closed"
 
 
@@ -81,11 +83,17 @@ class Committer:
         *,
         config: CommitterConfig | None = None,
         on_commit: Callable[[int], None] = lambda ts: None,
+        on_fenced: Callable[[], None] = lambda: None,
         clock_ns: Callable[[], int] = time.time_ns,
+        epoch: int | None = None,
     ) -> None:
+        """``epoch``: the leader epoch this committer holds; every batch is checked
+        against the stored epoch, so a deposed leader cannot write."""
         self._storage = storage
         self._config = config or CommitterConfig()
         self._on_commit = on_commit
+        self._on_fenced = on_fenced
+        self._epoch = epoch
         self._clock_ns = clock_ns
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -145,6 +153,8 @@ class Committer:
 
     async def commit(self, request: CommitRequest) -> CommitOutcome:
         """Commit, or raise OccConflictError; returns the first outcome for a retried key."""
+        if self._state is CommitterState.FENCED:
+            raise FencedError("this committer was deposed by a newer leader")
         if self._state is not CommitterState.RUNNING:
             raise SynclineError("the committer is not running")
         # A key that already committed is answered from the batch (see _commit_batch).
@@ -179,7 +189,9 @@ class Committer:
         return CommitOutcome(found[0], found[1], deduplicated=True)
 
     async def _run(self) -> None:
-        while self._state is CommitterState.RUNNING or self._queue:
+        while self._state is CommitterState.RUNNING or (
+            self._state is CommitterState.CLOSED and self._queue
+        ):
             if not self._queue:
                 await self._wakeup.wait()
             self._wakeup.clear()
@@ -235,7 +247,18 @@ class Committer:
         if not accepted:
             return
         try:
-            await self._storage.write_batch([entry for _, entry in accepted])
+            await self._storage.write_batch([entry for _, entry in accepted], epoch=self._epoch)
+        except FencedError as exc:
+            # Deposed: nothing of the batch was written, and nothing more will be.
+            self._state = CommitterState.FENCED
+            log.warning("committer fenced: %s", exc.message)
+            for pending in [p for p, _ in accepted] + [p for p, _ in duplicates]:
+                _answer(pending, FencedError("this committer was deposed; retry on the new leader"))
+            for pending in self._queue:
+                _answer(pending, FencedError("this committer was deposed; retry on the new leader"))
+            self._queue.clear()
+            self._on_fenced()
+            return
         except Exception:
             # Nothing of the batch is durable: forget it and fail every caller.
             self._window.remove_after(base_ts)
