@@ -14,6 +14,7 @@ status and Convex wire errors in one table (:data:`HTTP_STATUS_BY_CODE`).
     ├── FunctionTypeError        e.g. a mutation called through run_query
     ├── DocumentNotFoundError    patch/replace/delete of a missing document
     ├── OccConflictError         optimistic concurrency conflict (retryable)
+    │   └── CatalogChangedError  tables or indexes changed meanwhile (reload, retry)
     ├── FencedError              a deposed committer's write was refused (retryable elsewhere)
     ├── UnavailableError         a service or its storage is unreachable now (retryable)
     ├── InvalidWriteSetError     a commit's read or write set is malformed or inconsistent
@@ -83,6 +84,12 @@ class OccConflictError(SynclineError):
     retryable = True
 
 
+class CatalogChangedError(OccConflictError):
+    """The tables or indexes changed while a transaction ran: reload them and re-run."""
+
+    code = "CatalogChanged"
+
+
 class FencedError(SynclineError):
     """The committer's leader epoch is no longer current: another leader took over."""
 
@@ -145,6 +152,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     FunctionTypeError.code: 560,
     DocumentNotFoundError.code: 560,
     OccConflictError.code: 560,
+    CatalogChangedError.code: 560,
     InvalidWriteSetError.code: 560,
     FencedError.code: 503,
     UnavailableError.code: 503,

@@ -1,7 +1,7 @@
 """Running an app's functions against the database."""
 
 from syncline.runtime._context import ANONYMOUS, ActionCtx, Auth, Identity, MutationCtx, QueryCtx
-from syncline.runtime._deployment import Deployment, DeploymentManager
+from syncline.runtime._deployment import Deployment, DeploymentManager, DeploymentSource
 from syncline.runtime._logs import install_print_capture
 from syncline.runtime._runner import (
     ActionResult,
@@ -19,6 +19,7 @@ __all__ = [
     "Auth",
     "Deployment",
     "DeploymentManager",
+    "DeploymentSource",
     "FunctionRunner",
     "Identity",
     "MutationCtx",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from syncline._errors import SchemaViolationError, SynclineError
 from syncline.app import App
@@ -22,6 +23,18 @@ from syncline.txn import Committer
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_VIOLATIONS = 20
+CATALOG_VERSION_KEY = "catalog_version"
+"""Meta key holding the catalog version: changes whenever tables or indexes change."""
+
+
+def _shape(catalog: Catalog) -> tuple[object, ...]:
+    tables = sorted((t.name, t.table_number) for t in catalog.tables.values())
+    indexes = sorted(
+        (i.index_id, i.table_number, i.name, i.fields)
+        for table_indexes in catalog.indexes.values()
+        for i in table_indexes
+    )
+    return (tuple(tables), tuple(indexes))
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,21 @@ class Deployment:
     version: int
 
 
+class DeploymentSource(Protocol):
+    """Where a function runner gets the live deployment from."""
+
+    @property
+    def current(self) -> Deployment: ...
+
+    async def ensure_table(self, name: str) -> DataModel:
+        """Create a table on first insert into a schemaless app; the new model."""
+        ...
+
+    async def refresh(self) -> None:
+        """Reload after a commit was refused because the tables or indexes changed."""
+        ...
+
+
 class DeploymentManager:
     """Holds the live deployment; ``apply`` moves to a new app version."""
 
@@ -40,7 +68,7 @@ class DeploymentManager:
         self._storage = storage
         self._committer = committer
         self._current: Deployment | None = None
-        self._catalog_version = 0
+        self._catalog_version: int | None = None
         self._listeners: list[Callable[[Deployment], None]] = []
 
     @property
@@ -61,7 +89,7 @@ class DeploymentManager:
     async def apply(self, app: App) -> Deployment:
         """Make ``app`` live, or raise (SchemaViolationError lists offending ids)."""
         async with self._committer.exclusive():
-            catalog = await self._storage.load_catalog()
+            before = catalog = await self._storage.load_catalog()
             if app.schema is not None:
                 await self._check_documents(app, catalog)
                 for name in app.schema.tables:
@@ -71,30 +99,40 @@ class DeploymentManager:
                 await self._sync_indexes(app, catalog)
                 catalog = await self._storage.load_catalog()
             version = self._current.version + 1 if self._current else 1
-            deployment = Deployment(app, self._new_model(catalog, app), version)
+            model = await self._new_model(before, catalog, app)
+            deployment = Deployment(app, model, version)
         self._publish(deployment)
         return deployment
+
+    async def refresh(self) -> None:
+        """Nothing to reload: this manager is where catalog changes happen."""
 
     async def ensure_table(self, name: str) -> DataModel:
         """Create a schemaless table on first insert; returns the new model."""
         async with self._committer.exclusive():
-            catalog = await self._storage.load_catalog()
+            before = catalog = await self._storage.load_catalog()
             if name not in catalog.tables:
                 await self._create_table(name)
                 catalog = await self._storage.load_catalog()
             current = self.current
-            deployment = Deployment(
-                current.app, self._new_model(catalog, current.app), current.version
-            )
+            model = await self._new_model(before, catalog, current.app)
+            deployment = Deployment(current.app, model, current.version)
         self._publish(deployment)
         return deployment.model
 
-    def _new_model(self, catalog: Catalog, app: App) -> DataModel:
-        """A model for a changed catalog. Called holding ``exclusive()``: mutations that
-        computed their index writes against the previous catalog can no longer commit."""
-        self._catalog_version += 1
+    async def _new_model(self, before: Catalog, after: Catalog, app: App) -> DataModel:
+        """The model for ``after``. Called holding ``exclusive()``. When tables or indexes
+        changed, the catalog version moves on (it is stored, so a new leader continues
+        it), and mutations whose index writes were computed against the previous
+        catalog can no longer commit."""
+        if self._catalog_version is None:
+            stored = await self._storage.get_meta(CATALOG_VERSION_KEY)
+            self._catalog_version = int(stored) if stored else 0
+        if _shape(before) != _shape(after) or self._catalog_version == 0:
+            self._catalog_version += 1
+            await self._storage.set_meta(CATALOG_VERSION_KEY, str(self._catalog_version))
         self._committer.set_catalog_version(self._catalog_version)
-        return DataModel(catalog, app.schema, catalog_version=self._catalog_version)
+        return DataModel(after, app.schema, catalog_version=self._catalog_version)
 
     async def _create_table(self, name: str) -> None:
         table = await self._storage.create_table(name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncline._errors import (
+    CatalogChangedError,
     FunctionNotFoundError,
     FunctionTypeError,
     OccConflictError,
@@ -28,10 +29,10 @@ from syncline._errors import (
 from syncline.database import DatabaseReader, DatabaseWriter, PaginationJournal, Transaction
 from syncline.functions import FunctionKind, FunctionSpec, Visibility, resolve_reference
 from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
-from syncline.runtime._deployment import Deployment, DeploymentManager
+from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
 from syncline.storage import Snapshot, Storage
-from syncline.txn import CommitRequest, Committer, ReadSet
+from syncline.txn import CommitClient, CommitRequest, ReadSet
 from syncline.values import check_value, from_json, to_json
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ class FunctionRunner:
     def __init__(
         self,
         storage: Storage,
-        committer: Committer,
-        deployments: DeploymentManager,
+        committer: CommitClient,
+        deployments: DeploymentSource,
         *,
         config: RunnerConfig | None = None,
         clock_ms: Callable[[], float] = lambda: time.time() * 1000.0,
@@ -225,7 +226,9 @@ class FunctionRunner:
         for attempt in range(self._config.max_occ_retries + 1):
             try:
                 return await self._mutation_attempt(spec, checked, identity, idempotency_key)
-            except OccConflictError:
+            except OccConflictError as exc:
+                if isinstance(exc, CatalogChangedError):
+                    await self._deployments.refresh()
                 if attempt == self._config.max_occ_retries:
                     raise OccConflictError(
                         f"{spec.path}: gave up after {attempt + 1} attempts; documents it reads "

@@ -1,6 +1,7 @@
 """Transactions: read sets, OCC validation and the committer."""
 
 from syncline.txn._committer import (
+    CommitClient,
     CommitOutcome,
     CommitRequest,
     Committer,
@@ -10,6 +11,7 @@ from syncline.txn._intervals import Interval, ReadSet, sorted_keys_by_index
 from syncline.txn._window import Conflict, WriteWindow
 
 __all__ = [
+    "CommitClient",
     "CommitOutcome",
     "CommitRequest",
     "Committer",

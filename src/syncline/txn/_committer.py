@@ -18,8 +18,9 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from syncline._errors import FencedError, OccConflictError, SynclineError
+from syncline._errors import CatalogChangedError, FencedError, OccConflictError, SynclineError
 from syncline.storage import CommitEntry, DocumentWrite, IdempotencyRecord, Storage
 from syncline.txn._intervals import ReadSet, sorted_keys_by_index
 from syncline.txn._window import WriteWindow
@@ -46,6 +47,15 @@ class CommitOutcome:
     ts: int
     result_json: str
     deduplicated: bool = False
+
+
+class CommitClient(Protocol):
+    """What a function runner commits through: the committer in process, or the
+    txn leader over gRPC."""
+
+    async def commit(self, request: CommitRequest) -> CommitOutcome: ...
+
+    async def find_idempotent(self, key: str) -> CommitOutcome | None: ...
 
 
 class CommitterState(enum.Enum):
@@ -230,7 +240,7 @@ class Committer:
                 request.catalog_version is not None
                 and request.catalog_version != self._catalog_version
             ):
-                _answer(pending, OccConflictError("the tables or indexes changed while it ran"))
+                _answer(pending, CatalogChangedError("the tables or indexes changed while it ran"))
                 continue
             conflict = self._window.check(request.snapshot_ts, request.read_set)
             if conflict is not None:

@@ -1,0 +1,1 @@
+"""Generated gRPC code for proto/syncline/v1 (scripts/gen-proto). DO NOT EDIT."""

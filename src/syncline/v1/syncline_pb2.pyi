@@ -1,0 +1,136 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class KeyInterval(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: bytes
+    end: bytes
+    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ...) -> None: ...
+
+class IndexRead(_message.Message):
+    __slots__ = ("index_id", "intervals")
+    INDEX_ID_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
+    index_id: int
+    intervals: _containers.RepeatedCompositeFieldContainer[KeyInterval]
+    def __init__(self, index_id: _Optional[int] = ..., intervals: _Optional[_Iterable[_Union[KeyInterval, _Mapping]]] = ...) -> None: ...
+
+class IndexKeyChange(_message.Message):
+    __slots__ = ("index_id", "old_key", "new_key")
+    INDEX_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_KEY_FIELD_NUMBER: _ClassVar[int]
+    NEW_KEY_FIELD_NUMBER: _ClassVar[int]
+    index_id: int
+    old_key: bytes
+    new_key: bytes
+    def __init__(self, index_id: _Optional[int] = ..., old_key: _Optional[bytes] = ..., new_key: _Optional[bytes] = ...) -> None: ...
+
+class DocumentWrite(_message.Message):
+    __slots__ = ("id", "table_number", "new_value_json", "index_changes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TABLE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NEW_VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    INDEX_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    table_number: int
+    new_value_json: str
+    index_changes: _containers.RepeatedCompositeFieldContainer[IndexKeyChange]
+    def __init__(self, id: _Optional[str] = ..., table_number: _Optional[int] = ..., new_value_json: _Optional[str] = ..., index_changes: _Optional[_Iterable[_Union[IndexKeyChange, _Mapping]]] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("snapshot_ts", "reads", "writes", "idempotency_key", "result_json", "catalog_version")
+    SNAPSHOT_TS_FIELD_NUMBER: _ClassVar[int]
+    READS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    snapshot_ts: int
+    reads: _containers.RepeatedCompositeFieldContainer[IndexRead]
+    writes: _containers.RepeatedCompositeFieldContainer[DocumentWrite]
+    idempotency_key: str
+    result_json: str
+    catalog_version: int
+    def __init__(self, snapshot_ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[IndexRead, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[DocumentWrite, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., result_json: _Optional[str] = ..., catalog_version: _Optional[int] = ...) -> None: ...
+
+class Committed(_message.Message):
+    __slots__ = ("ts", "result_json", "deduplicated")
+    TS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    ts: int
+    result_json: str
+    deduplicated: bool
+    def __init__(self, ts: _Optional[int] = ..., result_json: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
+
+class Conflict(_message.Message):
+    __slots__ = ("reason", "catalog_changed")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    catalog_changed: bool
+    def __init__(self, reason: _Optional[str] = ..., catalog_changed: _Optional[bool] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("committed", "conflict")
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    committed: Committed
+    conflict: Conflict
+    def __init__(self, committed: _Optional[_Union[Committed, _Mapping]] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
+
+class FindCommitRequest(_message.Message):
+    __slots__ = ("idempotency_key",)
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    def __init__(self, idempotency_key: _Optional[str] = ...) -> None: ...
+
+class FindCommitResponse(_message.Message):
+    __slots__ = ("committed",)
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    committed: Committed
+    def __init__(self, committed: _Optional[_Union[Committed, _Mapping]] = ...) -> None: ...
+
+class ClientFrame(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class ServerFrame(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class HealthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthResponse(_message.Message):
+    __slots__ = ("status", "role", "epoch", "last_ts")
+    class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UNKNOWN: _ClassVar[HealthResponse.Status]
+        SERVING: _ClassVar[HealthResponse.Status]
+        NOT_SERVING: _ClassVar[HealthResponse.Status]
+    UNKNOWN: HealthResponse.Status
+    SERVING: HealthResponse.Status
+    NOT_SERVING: HealthResponse.Status
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LAST_TS_FIELD_NUMBER: _ClassVar[int]
+    status: HealthResponse.Status
+    role: str
+    epoch: int
+    last_ts: int
+    def __init__(self, status: _Optional[_Union[HealthResponse.Status, str]] = ..., role: _Optional[str] = ..., epoch: _Optional[int] = ..., last_ts: _Optional[int] = ...) -> None: ...
