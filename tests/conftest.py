@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.servers"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.infra"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,295 @@
+"""The txn service: the leader-elected committer behind gRPC ``Txn.Commit``.
+
+Every node contends for leadership in ZooKeeper. The leader takes a new epoch
+in PostgreSQL (which waits for any batch of the previous leader still in
+flight), starts its committer above the highest committed ts, applies the
+app's schema, and only then announces its address. Standbys answer
+FAILED_PRECONDITION, so callers look up the leader again. A leader whose
+ZooKeeper session is suspended or lost, or whose batch is fenced by a newer
+epoch, stops committing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from syncline._errors import (
+    CatalogChangedError,
+    FencedError,
+    InvalidWriteSetError,
+    OccConflictError,
+    SynclineError,
+    UnavailableError,
+)
+from syncline.app import App, load_app
+from syncline.cluster._election import LeaderElection
+from syncline.cluster._validate import validate_commit
+from syncline.cluster._wire import outcome_to_proto, request_from_proto
+from syncline.database import DataModel
+from syncline.runtime import DeploymentManager
+from syncline.storage import Storage
+from syncline.txn import Committer, CommitterConfig
+from syncline.v1 import syncline_pb2 as pb
+from syncline.v1 import syncline_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TxnConfig:
+    app_dir: Path
+    """The app whose schema the leader applies (tables, indexes, validators)."""
+    zk_hosts: str
+    """ZooKeeper connection string, optionally with a chroot: ``host:port/chroot``."""
+    host: str = "127.0.0.1"
+    """Interface for the gRPC server."""
+    port: int = 0
+    """gRPC port; 0 picks a free one."""
+    http_port: int | None = None
+    """Port for HTTP ``/healthz`` and ``/readyz`` (None: no HTTP server)."""
+    advertise_host: str | None = None
+    """Host name callers use to reach this node (default: ``host``)."""
+    zk_path: str = "/syncline/txn"
+    """Where the election and the leader announcement live in ZooKeeper."""
+    session_timeout_seconds: float = 6.0
+    """ZooKeeper session timeout: a dead leader is replaced within about this long."""
+    committer: CommitterConfig = field(default_factory=CommitterConfig)
+    """Group commit and OCC window settings."""
+    drain_timeout_seconds: float = 5.0
+    """How long a deposed or stopping leader waits for its in-flight batch."""
+
+
+class Role(enum.Enum):
+    STARTING = "starting"
+    STANDBY = "standby"
+    LEADER = "leader"
+    STOPPED = "stopped"
+
+
+class TxnNode:
+    """One txn service process: storage, election, committer, gRPC and HTTP servers."""
+
+    def __init__(self, config: TxnConfig, storage: Storage) -> None:
+        self.config = config
+        self.storage = storage
+        self.identifier = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.role = Role.STARTING
+        self.epoch = 0
+        self.port = config.port
+        self._app: App | None = None
+        self._committer: Committer | None = None
+        self._model: DataModel | None = None
+        self._election = LeaderElection(
+            config.zk_hosts,
+            config.zk_path,
+            self.identifier,
+            session_timeout_seconds=config.session_timeout_seconds,
+        )
+        self._stop = asyncio.Event()
+        self._server: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self._election_task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.advertise_host or self.config.host}:{self.port}"
+
+    @property
+    def last_ts(self) -> int:
+        return self._committer.last_ts if self._committer is not None else 0
+
+    async def start(self) -> None:
+        self._app = load_app(self.config.app_dir)
+        await self.storage.open()
+        self._server = grpc.aio.server()
+        pb_grpc.add_TxnServicer_to_server(_TxnServicer(self), self._server)
+        pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
+        self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        await self._server.start()
+        if self.config.http_port is not None:
+            await self._start_http()
+        self.role = Role.STANDBY
+        self._election_task = asyncio.create_task(
+            self._election.run(self._on_elected, self._on_deposed, self._stop),
+            name="txn-election",
+        )
+        log.info("txn node %s serving gRPC on %s", self.identifier, self.address)
+
+    async def close(self) -> None:
+        """Stop contending, drain the committer, stop serving, close storage."""
+        if self.role is Role.STOPPED:
+            return
+        self._stop.set()
+        if self._election_task is not None:
+            await self._election_task
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.storage.close()
+        self.role = Role.STOPPED
+
+    async def _on_elected(self) -> None:
+        assert self._app is not None
+        self.epoch = await self.storage.acquire_epoch()
+        committer = Committer(
+            self.storage,
+            config=self.config.committer,
+            epoch=self.epoch,
+            on_fenced=self._election.step_down,
+        )
+        await committer.start()
+        deployments = DeploymentManager(self.storage, committer)
+        deployment = await deployments.apply(self._app)
+        self._model = deployment.model
+        self._committer = committer
+        self.role = Role.LEADER
+        await self._election.announce(
+            {"address": self.address, "epoch": self.epoch, "id": self.identifier}
+        )
+        log.info(
+            "txn node %s is the leader (epoch %d, ts above %d)",
+            self.identifier,
+            self.epoch,
+            committer.last_ts,
+        )
+
+    async def _on_deposed(self) -> None:
+        committer, self._committer, self._model = self._committer, None, None
+        self.role = Role.STANDBY if not self._stop.is_set() else self.role
+        if committer is not None:
+            log.warning("txn node %s stepping down (epoch %d)", self.identifier, self.epoch)
+            await committer.close(drain_timeout_seconds=self.config.drain_timeout_seconds)
+
+    async def _start_http(self) -> None:
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "role": self.role.value})
+
+        async def readyz(request: web.Request) -> web.Response:
+            ready = self.role is Role.LEADER
+            body = {"ready": ready, "role": self.role.value, "epoch": self.epoch}
+            return web.json_response(body, status=200 if ready else 503)
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        self._http = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.config.host, self.config.http_port)
+        await site.start()
+
+    async def commit(self, message: pb.CommitRequest) -> pb.CommitResponse:
+        """Validate and commit; raises SynclineError subclasses (mapped to gRPC codes)."""
+        committer, model = self._committer, self._model
+        if committer is None or model is None:
+            raise _NotLeader(f"{self.identifier} is not the leader")
+        request = request_from_proto(message)
+        validate_commit(request, model)
+        try:
+            outcome = await committer.commit(request)
+        except CatalogChangedError as exc:
+            return pb.CommitResponse(conflict=pb.Conflict(reason=exc.message, catalog_changed=True))
+        except OccConflictError as exc:
+            return pb.CommitResponse(conflict=pb.Conflict(reason=exc.message))
+        return pb.CommitResponse(committed=outcome_to_proto(outcome))
+
+    async def find_commit(self, key: str) -> pb.FindCommitResponse:
+        committer = self._committer
+        if committer is None:
+            raise _NotLeader(f"{self.identifier} is not the leader")
+        outcome = await committer.find_idempotent(key)
+        if outcome is None:
+            return pb.FindCommitResponse()
+        return pb.FindCommitResponse(committed=outcome_to_proto(outcome))
+
+
+class _NotLeader(SynclineError):
+    code = "NotLeader"
+    retryable = True
+
+
+_STATUS_BY_ERROR: list[tuple[type[SynclineError], grpc.StatusCode]] = [
+    (InvalidWriteSetError, grpc.StatusCode.INVALID_ARGUMENT),
+    (_NotLeader, grpc.StatusCode.FAILED_PRECONDITION),
+    (FencedError, grpc.StatusCode.UNAVAILABLE),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def _status_for(exc: SynclineError) -> grpc.StatusCode:
+    for error_type, status in _STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            return status
+    return grpc.StatusCode.INTERNAL
+
+
+class _TxnServicer(pb_grpc.TxnServicer):  # type: ignore[misc]
+    def __init__(self, node: TxnNode) -> None:
+        self._node = node
+
+    async def Commit(
+        self, request: pb.CommitRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CommitResponse:
+        try:
+            return await self._node.commit(request)
+        except SynclineError as exc:
+            status = _status_for(exc)
+            if status is grpc.StatusCode.INTERNAL:
+                log.error("commit failed: %s", exc.message)
+            error = exc
+        await context.abort(status, f"{error.code}: {error.message}")
+        raise AssertionError("unreachable")
+
+    async def FindCommit(
+        self, request: pb.FindCommitRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FindCommitResponse:
+        try:
+            return await self._node.find_commit(request.idempotency_key)
+        except SynclineError as exc:
+            error = exc
+        await context.abort(_status_for(error), f"{error.code}: {error.message}")
+        raise AssertionError("unreachable")
+
+
+class _HealthServicer(pb_grpc.HealthServicer):  # type: ignore[misc]
+    def __init__(self, node: TxnNode) -> None:
+        self._node = node
+
+    async def Check(
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HealthResponse:
+        node = self._node
+        leader = node.role is Role.LEADER
+        return pb.HealthResponse(
+            status=pb.HealthResponse.SERVING if leader else pb.HealthResponse.NOT_SERVING,
+            role=node.role.value,
+            epoch=node.epoch if leader else 0,
+            last_ts=node.last_ts,
+        )
+
+
+async def run_until_signalled(node: TxnNode) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down in order."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    print(f"txn node {node.identifier} ready on {node.address}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await node.close()
