@@ -1,7 +1,9 @@
 """The engine composed as the embedded server composes it, minus HTTP.
 
-Storage, committer, deployment manager and runner over a real SQLite file in
-``tmp_path``; apps are written as source files and loaded with ``load_app``.
+Storage, committer, deployment manager and runner over real storage: every test
+that builds storage through ``new_storage`` (``make_engine`` does) runs twice,
+over a SQLite file in ``tmp_path`` and over a fresh PostgreSQL database. Apps
+are written as source files and loaded with ``load_app``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from syncline.runtime import (
     QueryResult,
     RunnerConfig,
 )
-from syncline.storage import SqliteStorage
+from syncline.storage import PostgresStorage, SqliteStorage, Storage
 from syncline.txn import Committer, CommitterConfig
 
 
@@ -56,9 +58,32 @@ async def eventually(
         await asyncio.sleep(0.005)
 
 
+StorageFactory = Callable[[], Storage]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    """The backend this test runs over."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_storage(
+    request: pytest.FixtureRequest, storage_backend: str, tmp_path: Path
+) -> StorageFactory:
+    """Makes storages (not yet open) over this test's one database: a storage
+    made later sees what an earlier one wrote, as after a restart."""
+    if storage_backend == "sqlite":
+        path = tmp_path / "data" / "syncline.sqlite3"
+        return lambda: SqliteStorage(path)
+    # Requested only here, so SQLite runs do not start PostgreSQL.
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return lambda: PostgresStorage(dsn, pool_min=1)
+
+
 @dataclass
 class Engine:
-    storage: SqliteStorage
+    storage: Storage
     committer: Committer
     deployments: DeploymentManager
     runner: FunctionRunner
@@ -86,8 +111,8 @@ EngineFactory = Callable[..., Awaitable[Engine]]
 
 
 @pytest.fixture
-async def make_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
-    """Build engines over ``tmp_path/data``; all are closed at the end of the test."""
+async def make_engine(new_storage: StorageFactory) -> AsyncIterator[EngineFactory]:
+    """Build engines over the test's database; all are closed at the end of the test."""
     opened: list[Engine] = []
 
     async def make(
@@ -95,7 +120,7 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
         runner_config: RunnerConfig | None = None,
         committer_config: CommitterConfig | None = None,
     ) -> Engine:
-        storage = SqliteStorage(tmp_path / "data" / "syncline.sqlite3")
+        storage = new_storage()
         await storage.open()
         listeners: list[Callable[[int], None]] = []
 

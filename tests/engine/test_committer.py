@@ -1,47 +1,51 @@
-"""The committer over real SQLite: ts assignment, group commit, OCC, idempotency, failures."""
+"""The committer over real storage (SQLite and PostgreSQL): ts assignment, group
+commit, OCC, idempotency, failures, fencing."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from syncline import OccConflictError, SynclineError
 from syncline._errors import FencedError
-from syncline.storage import CommitEntry, DocumentWrite, IndexKeyChange, SqliteStorage
+from syncline.storage import CommitEntry, DocumentWrite, IndexKeyChange, Storage
 from syncline.txn import CommitOutcome, CommitRequest, Committer, CommitterConfig, Interval, ReadSet
+from tests.engine.conftest import StorageFactory
 
 INDEX = 7
 TABLE = 1
 
 
-class CountingStorage(SqliteStorage):
-    """Records the size of every batch written."""
+class CountingStorage:
+    """Wraps a storage and records the size of every batch written."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
         self.batches: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         self.batches.append(len(batch))
-        await super().write_batch(batch, epoch=epoch)
+        await self.inner.write_batch(batch, epoch=epoch)
 
 
 class FlakyStorage(CountingStorage):
     """``write_batch`` fails ``failures`` times, after the batch has been handed over."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
         self.failures = 0
 
     async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         if self.failures > 0:
             self.failures -= 1
             self.batches.append(len(batch))
-            raise sqlite3.OperationalError("disk I/O error")
+            raise OSError("disk I/O error")
         await super().write_batch(batch, epoch=epoch)
 
 
@@ -79,19 +83,14 @@ def request(
     )
 
 
-async def stored(storage: SqliteStorage, doc_id: str) -> dict[str, object] | None:
+async def stored(storage: Storage, doc_id: str) -> dict[str, object] | None:
     async with storage.snapshot() as snapshot:
         return await snapshot.get(doc_id)
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "syncline.sqlite3"
-
-
-@pytest.fixture
-async def storage(db_path: Path) -> AsyncIterator[CountingStorage]:
-    storage = CountingStorage(db_path)
+async def storage(new_storage: StorageFactory) -> AsyncIterator[CountingStorage]:
+    storage = CountingStorage(new_storage())
     await storage.open()
     yield storage
     await storage.close()
@@ -116,16 +115,16 @@ async def test_ts_strictly_increase_and_match_storage(storage: CountingStorage) 
 
 
 async def test_ts_after_reopen_exceed_previous_max_even_if_clock_goes_back(
-    db_path: Path,
+    new_storage: StorageFactory,
 ) -> None:
-    storage = SqliteStorage(db_path)
+    storage = new_storage()
     await storage.open()
     async with Committer(storage, clock_ns=lambda: 10**18) as committer:
         first = await committer.commit(request("a"))
     await storage.close()
     assert first.ts == 10**18
 
-    storage = SqliteStorage(db_path)
+    storage = new_storage()
     await storage.open()
     try:
         async with Committer(storage, clock_ns=lambda: 5) as committer:
@@ -262,14 +261,14 @@ async def test_idempotency_key_returns_first_outcome_from_memory(
     assert storage.batches == [1]
 
 
-async def test_idempotency_key_survives_restart(db_path: Path) -> None:
-    storage = SqliteStorage(db_path)
+async def test_idempotency_key_survives_restart(new_storage: StorageFactory) -> None:
+    storage = new_storage()
     await storage.open()
     async with Committer(storage) as committer:
         first = await committer.commit(request("a", idempotency_key="k", result_json="[1]"))
     await storage.close()
 
-    storage = CountingStorage(db_path)
+    storage = CountingStorage(new_storage())
     await storage.open()
     try:
         async with Committer(storage) as committer:
@@ -326,8 +325,10 @@ async def test_same_idempotency_key_in_consecutive_batches(storage: CountingStor
 # -- failed writes ----------------------------------------------------------------------
 
 
-async def test_failed_batch_fails_every_caller_and_leaves_window_clean(db_path: Path) -> None:
-    storage = FlakyStorage(db_path)
+async def test_failed_batch_fails_every_caller_and_leaves_window_clean(
+    new_storage: StorageFactory,
+) -> None:
+    storage = FlakyStorage(new_storage())
     await storage.open()
     try:
         async with Committer(storage, clock_ns=step_clock) as committer:
@@ -359,8 +360,8 @@ async def test_failed_batch_fails_every_caller_and_leaves_window_clean(db_path: 
         await storage.close()
 
 
-async def test_failed_batch_does_not_record_idempotency_keys(db_path: Path) -> None:
-    storage = FlakyStorage(db_path)
+async def test_failed_batch_does_not_record_idempotency_keys(new_storage: StorageFactory) -> None:
+    storage = FlakyStorage(new_storage())
     await storage.open()
     try:
         async with Committer(storage, clock_ns=step_clock) as committer:
@@ -374,10 +375,12 @@ async def test_failed_batch_does_not_record_idempotency_keys(db_path: Path) -> N
         await storage.close()
 
 
-async def test_failed_batch_fails_duplicate_idempotent_callers_too(db_path: Path) -> None:
+async def test_failed_batch_fails_duplicate_idempotent_callers_too(
+    new_storage: StorageFactory,
+) -> None:
     # A request deduplicated against an earlier one of the same batch must not be
     # told "committed" when that batch is then lost.
-    storage = FlakyStorage(db_path)
+    storage = FlakyStorage(new_storage())
     await storage.open()
     try:
         async with Committer(storage, clock_ns=step_clock) as committer:
@@ -429,18 +432,20 @@ async def test_commit_after_close_is_refused(storage: CountingStorage) -> None:
 class BlockingStorage(CountingStorage):
     """``write_batch`` waits for ``release`` before writing."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
         self.release = asyncio.Event()
 
     async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         self.batches.append(len(batch))
         await self.release.wait()
-        await SqliteStorage.write_batch(self, batch, epoch=epoch)
+        await self.inner.write_batch(batch, epoch=epoch)
 
 
-async def test_close_during_a_write_answers_the_callers_in_flight(db_path: Path) -> None:
-    storage = BlockingStorage(db_path)
+async def test_close_during_a_write_answers_the_callers_in_flight(
+    new_storage: StorageFactory,
+) -> None:
+    storage = BlockingStorage(new_storage())
     await storage.open()
     try:
         committer = Committer(storage)
@@ -456,8 +461,8 @@ async def test_close_during_a_write_answers_the_callers_in_flight(db_path: Path)
         await storage.close()
 
 
-async def test_a_deposed_leader_cannot_commit(db_path: Path) -> None:
-    storage = SqliteStorage(db_path)
+async def test_a_deposed_leader_cannot_commit(new_storage: StorageFactory) -> None:
+    storage = new_storage()
     await storage.open()
     fenced: list[bool] = []
     try:
@@ -475,8 +480,11 @@ async def test_a_deposed_leader_cannot_commit(db_path: Path) -> None:
             await old.commit(request("later"))
         after = await new.commit(request("after", snapshot_ts=first.ts))
         assert after.ts > first.ts
-        with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT COUNT(*) FROM commit_log").fetchone()[0] == 2
+        async with storage.snapshot() as snapshot:
+            assert [c.ts for c in await snapshot.commits_after(0, limit=10)] == [
+                first.ts,
+                after.ts,
+            ]
         await old.close()
         await new.close()
     finally:

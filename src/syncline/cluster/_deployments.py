@@ -35,6 +35,9 @@ class ClusterDeployments:
         version = self._current.version + 1 if self._current else 1
         self._current = Deployment(self._app, model, version)
 
+    async def wait_stable(self) -> None:
+        """Index changes happen on the txn leader; a stale catalog is caught at commit."""
+
     async def ensure_table(self, name: str) -> DataModel:
         raise SchemaError(
             f"table {name!r} does not exist; in a cluster every table must be declared in schema.py"

@@ -23,6 +23,7 @@ from syncline.values import check_value, encode_key, key_successor, prefix_end
 
 MAX_DOCUMENTS_SCANNED = 32_768
 MAX_PAGE_ITEMS = 8_192
+MAX_CURSOR_BYTES = 64 * 1024
 _END_CURSOR = "_end"
 
 
@@ -202,20 +203,28 @@ class Query:
             )
         return found[0] if found else None
 
+    def _position(self, cursor: str) -> bytes:
+        """A cursor's key, which must lie in this query's range (cursors are opaque)."""
+        key = _decode_cursor(cursor)
+        in_range = self._start <= key and (self._end is None or key < self._end)
+        if not in_range or len(key) > MAX_CURSOR_BYTES:
+            raise ValidationError("paginate: the cursor does not belong to this query")
+        return key
+
     async def paginate(self, options: object) -> dict[str, Any]:
         num_items, cursor = _pagination_options(options)
         start, end = self._start, self._end
         if cursor == _END_CURSOR:
             return {"page": [], "isDone": True, "continueCursor": _END_CURSOR}
         if cursor is not None:
-            position = _decode_cursor(cursor)
+            position = self._position(cursor)
             if self._descending:
                 end = position if end is None else min(end, position)
             else:
                 start = max(start, key_successor(position))
         fixed_end = self._journal.next_end()
         if fixed_end is not None and fixed_end != _END_CURSOR:
-            position = _decode_cursor(fixed_end)
+            position = self._position(fixed_end)
             if self._descending:
                 start = max(start, position)
             else:
@@ -293,6 +302,6 @@ def _encode_cursor(key: bytes) -> str:
 
 def _decode_cursor(cursor: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii"))
+        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
         raise ValidationError(f"paginate: invalid cursor {cursor[:40]!r}") from exc

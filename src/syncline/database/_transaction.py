@@ -49,6 +49,8 @@ class Transaction:
         self.read_only = read_only
         self.reads = ReadSet()
         self._writes: dict[str, _PendingWrite] = {}
+        self._write_version = 0
+        """Bumped on every write, so scans in progress notice new writes."""
 
     @property
     def ts(self) -> int:
@@ -75,11 +77,62 @@ class Transaction:
     async def scan(
         self, index: IndexMeta, start: bytes, end: bytes | None, *, descending: bool
     ) -> AsyncIterator[tuple[bytes, Document]]:
-        """Entries of ``index`` in ``[start, end)`` merged with this transaction's writes."""
-        recorded: Interval | None = None
+        """Entries of ``index`` in ``[start, end)`` merged with this transaction's writes.
 
-        def consumed(key: bytes) -> None:
-            nonlocal recorded
+        Writes made while the scan is being consumed are seen too: stored rows are
+        checked against the writes when yielded, and the pending (written) rows
+        beyond the last yielded key are recomputed whenever the writes changed.
+        """
+        recorded: Interval | None = None
+        last: bytes | None = None
+
+        def beyond(key: bytes) -> bool:
+            return last is None or (key < last if descending else key > last)
+
+        page_start, page_end = start, end
+        page_size = _FIRST_PAGE
+        exhausted = False
+        buffer: list[tuple[bytes, Document]] = []
+        pending: list[tuple[bytes, Document]] = []
+        pending_version = -1
+        while True:
+            if pending_version != self._write_version:
+                pending = [
+                    kv
+                    for kv in self._pending_in_range(index, start, end, descending)
+                    if beyond(kv[0])
+                ]
+                pending_version = self._write_version
+            if not buffer and not exhausted:
+                rows = await self.snapshot.scan(
+                    index.index_id, page_start, page_end, descending=descending, limit=page_size
+                )
+                exhausted = len(rows) < page_size
+                if rows:
+                    if descending:
+                        page_end = rows[-1][0]
+                    else:
+                        page_start = key_successor(rows[-1][0])
+                page_size = min(page_size * 2, _MAX_PAGE)
+                buffer = rows[::-1]  # pop() from the end, in scan order
+            while buffer and buffer[-1][1]["_id"] in self._writes:
+                buffer.pop()  # written by this transaction: its pending version counts
+            if not buffer and not exhausted:
+                continue
+            next_stored = buffer[-1] if buffer else None
+            next_pending = pending[-1] if pending else None
+            if next_stored is None and next_pending is None:
+                break
+            take_pending = next_stored is None or (
+                next_pending is not None
+                and (
+                    next_pending[0] > next_stored[0]
+                    if descending
+                    else next_pending[0] < next_stored[0]
+                )
+            )
+            key, doc = pending.pop() if take_pending else buffer.pop()
+            last = key
             if descending:
                 if recorded is None:
                     recorded = self.reads.add(index.index_id, Interval(key, end))
@@ -88,43 +141,6 @@ class Transaction:
                 if recorded is None:
                     recorded = self.reads.add(index.index_id, Interval(start, None))
                 recorded.end = key_successor(key)
-
-        pending = self._pending_in_range(index, start, end, descending)
-        page_start, page_end = start, end
-        page_size = _FIRST_PAGE
-        exhausted = False
-        buffer: list[tuple[bytes, Document]] = []
-        while True:
-            if not buffer and not exhausted:
-                rows = await self.snapshot.scan(
-                    index.index_id, page_start, page_end, descending=descending, limit=page_size
-                )
-                exhausted = len(rows) < page_size
-                if rows:
-                    last = rows[-1][0]
-                    if descending:
-                        page_end = last
-                    else:
-                        page_start = key_successor(last)
-                page_size = min(page_size * 2, _MAX_PAGE)
-                buffer = [(k, d) for k, d in rows if d["_id"] not in self._writes]
-                buffer.reverse()  # pop() from the end in order
-            next_stored = buffer[-1] if buffer else None
-            next_pending = pending[-1] if pending else None
-            if next_stored is None and next_pending is None:
-                if exhausted:
-                    break
-                continue
-            take_pending = next_stored is None or (
-                next_pending is not None
-                and (
-                    (next_pending[0] > next_stored[0])
-                    if descending
-                    else (next_pending[0] < next_stored[0])
-                )
-            )
-            key, doc = pending.pop() if take_pending else buffer.pop()
-            consumed(key)
             yield key, doc
         # Reached the end of the range: the whole range was read.
         if recorded is None:
@@ -137,6 +153,7 @@ class Transaction:
     def _pending_in_range(
         self, index: IndexMeta, start: bytes, end: bytes | None, descending: bool
     ) -> list[tuple[bytes, Document]]:
+        """This transaction's written documents in the range, last-to-yield first."""
         found: list[tuple[bytes, Document]] = []
         for pending in self._writes.values():
             if pending.new is None or pending.table.meta.table_number != index.table_number:
@@ -144,7 +161,6 @@ class Transaction:
             key = index_key(index, pending.new)
             if start <= key and (end is None or key < end):
                 found.append((key, copy.deepcopy(pending.new)))
-        # Reversed so that pop() yields them in scan order.
         found.sort(key=lambda kv: kv[0], reverse=not descending)
         return found
 
@@ -164,6 +180,7 @@ class Transaction:
         doc = self.model.new_document(table, copy.deepcopy(body), now_ms=now_ms)
         self.model.check_document(table, doc, path=table.name)
         self._writes[doc["_id"]] = _PendingWrite(table, None, doc)
+        self._write_version += 1
         return str(doc["_id"])
 
     async def _existing(self, doc_id: object, what: str) -> tuple[TableInfo, Document]:
@@ -213,6 +230,7 @@ class Transaction:
         doc_id = current["_id"]
         earlier = self._writes.get(doc_id)
         old = earlier.old if earlier is not None else current
+        self._write_version += 1
         if earlier is not None and earlier.old is None and new is None:
             # Inserted and deleted in the same transaction: nothing to write.
             del self._writes[doc_id]

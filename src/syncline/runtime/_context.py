@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,9 +24,22 @@ class Identity:
 
     @property
     def cache_key(self) -> str:
-        """Separates results of queries run for different callers."""
-        user = self.user.token_identifier if self.user else ""
-        return f"{'admin' if self.admin else 'user'}:{user}"
+        """Separates results of queries run for different callers.
+
+        It covers every claim a function can see, not just the user: two tokens
+        of one user with different claims (a role changed) must not share results.
+        """
+        if self.user is None:
+            return "admin" if self.admin else "anonymous"
+        claims = json.dumps(self.user.to_convex(), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(claims.encode()).hexdigest()[:32]
+        return f"{'admin' if self.admin else 'user'}:{self.user.token_identifier}:{digest}"
+
+    @property
+    def expires_at(self) -> float | None:
+        """The token's ``exp`` (seconds since the epoch), if it has one."""
+        exp = self.user.claims.get("exp") if self.user else None
+        return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 ANONYMOUS = Identity()

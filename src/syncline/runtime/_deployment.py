@@ -8,8 +8,10 @@ index that is not complete.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +62,10 @@ class DeploymentSource(Protocol):
         """Reload after a commit was refused because the tables or indexes changed."""
         ...
 
+    async def wait_stable(self) -> None:
+        """Return once no new version is half-applied (call before opening a snapshot)."""
+        ...
+
 
 class DeploymentManager:
     """Holds the live deployment; ``apply`` moves to a new app version."""
@@ -69,6 +75,11 @@ class DeploymentManager:
         self._committer = committer
         self._current: Deployment | None = None
         self._catalog_version: int | None = None
+        self._stable = asyncio.Event()
+        self._stable.set()
+        """Cleared while a version is being applied: an index may be half-replaced, so
+        no new snapshot may be read through the old model. Snapshots opened before
+        still read the catalog as it was (snapshot isolation), so they stay correct."""
         self._listeners: list[Callable[[Deployment], None]] = []
 
     @property
@@ -81,6 +92,14 @@ class DeploymentManager:
         """Called after every new version or catalog change (subscriptions re-run)."""
         self._listeners.append(listener)
 
+    @contextlib.asynccontextmanager
+    async def _unstable(self) -> AsyncIterator[None]:
+        self._stable.clear()
+        try:
+            yield
+        finally:
+            self._stable.set()
+
     def _publish(self, deployment: Deployment) -> None:
         self._current = deployment
         for listener in self._listeners:
@@ -88,7 +107,7 @@ class DeploymentManager:
 
     async def apply(self, app: App) -> Deployment:
         """Make ``app`` live, or raise (SchemaViolationError lists offending ids)."""
-        async with self._committer.exclusive():
+        async with self._committer.exclusive(), self._unstable():
             before = catalog = await self._storage.load_catalog()
             if app.schema is not None:
                 await self._check_documents(app, catalog)
@@ -101,15 +120,18 @@ class DeploymentManager:
             version = self._current.version + 1 if self._current else 1
             model = await self._new_model(before, catalog, app)
             deployment = Deployment(app, model, version)
-        self._publish(deployment)
+            self._publish(deployment)
         return deployment
 
     async def refresh(self) -> None:
         """Nothing to reload: this manager is where catalog changes happen."""
 
+    async def wait_stable(self) -> None:
+        await self._stable.wait()
+
     async def ensure_table(self, name: str) -> DataModel:
         """Create a schemaless table on first insert; returns the new model."""
-        async with self._committer.exclusive():
+        async with self._committer.exclusive(), self._unstable():
             before = catalog = await self._storage.load_catalog()
             if name not in catalog.tables:
                 await self._create_table(name)
@@ -117,7 +139,7 @@ class DeploymentManager:
             current = self.current
             model = await self._new_model(before, catalog, current.app)
             deployment = Deployment(current.app, model, current.version)
-        self._publish(deployment)
+            self._publish(deployment)
         return deployment.model
 
     async def _new_model(self, before: Catalog, after: Catalog, app: App) -> DataModel:

@@ -121,6 +121,10 @@ class FunctionRunner:
             )
         return deployment, spec
 
+    async def wait_for_stable_deployment(self) -> None:
+        """Before opening a snapshot that functions will read through the live model."""
+        await self._deployments.wait_stable()
+
     def kind_of(self, ref: object, identity: Identity) -> FunctionKind:
         """The kind of a function the caller may call (for ``/api/function``)."""
         path = resolve_reference(ref)
@@ -149,9 +153,14 @@ class FunctionRunner:
             return await spec.handler(ctx, **args)
         except SynclineError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # the caller is being cancelled: not the function's doing
+            # Anything else user code raises (even CancelledError or SystemExit) is
+            # the function failing, never the server stopping.
             request_id = _request_id()
-            log.exception("[Request ID: %s] %s failed", request_id, spec.path)
+            log.error("[Request ID: %s] %s failed", request_id, spec.path, exc_info=exc)
             raise UncaughtFunctionError(f"[Request ID: {request_id}] Server Error") from exc
 
     # -- queries -------------------------------------------------------------
@@ -166,6 +175,8 @@ class FunctionRunner:
         journal: str | None = None,
         from_function: bool = False,
     ) -> QueryResult:
+        if snapshot is None:
+            await self._deployments.wait_stable()
         deployment, spec = self.resolve(
             ref, FunctionKind.QUERY, identity, from_function=from_function
         )
@@ -245,9 +256,16 @@ class FunctionRunner:
         identity: Identity,
         idempotency_key: str | None,
     ) -> MutationResult:
-        # The deployment may have changed since the first attempt: use the live one.
+        # The deployment may have changed since the first attempt: use the live one,
+        # and check the arguments against its validator.
+        await self._deployments.wait_stable()
         deployment = self._deployments.current
-        spec = deployment.app.functions.get(spec.path or "", spec)
+        live = deployment.app.functions.get(spec.path or "")
+        if live is None or live.kind is not FunctionKind.MUTATION:
+            raise FunctionNotFoundError(f"Could not find public function for '{spec.path}'")
+        if live is not spec:
+            args = self._check_args(deployment, live, args)
+            spec = live
         assert spec.path is not None
         with capture_log_lines(spec.path) as lines:
             async with self._storage.snapshot() as snapshot:

@@ -1,4 +1,4 @@
-"""Storage backends behind one interface."""
+"""Storage backends behind one interface: SQLite (embedded) and PostgreSQL (cluster)."""
 
 from syncline.storage._interface import (
     Catalog,
@@ -13,6 +13,7 @@ from syncline.storage._interface import (
     Storage,
     TableMeta,
 )
+from syncline.storage._postgres import PostgresStorage
 from syncline.storage._sqlite import SqliteStorage
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "IdempotencyRecord",
     "IndexKeyChange",
     "IndexMeta",
+    "PostgresStorage",
     "Snapshot",
     "SqliteStorage",
     "Storage",

@@ -120,8 +120,15 @@ class _SnapshotContext:
         self._snapshot: SqliteSnapshot | None = None
 
     async def __aenter__(self) -> SqliteSnapshot:
-        self._conn = self._storage._acquire_reader()
-        self._snapshot = SqliteSnapshot(self._conn)
+        conn = self._storage._acquire_reader()
+        try:
+            self._snapshot = SqliteSnapshot(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._storage._release_reader(conn)
+            raise
+        self._conn = conn
         return self._snapshot
 
     async def __aexit__(self, *exc: object) -> None:
@@ -345,12 +352,20 @@ class SqliteStorage:
         entries: Sequence[tuple[bytes, str]],
     ) -> IndexMeta:
         def body(conn: sqlite3.Connection) -> IndexMeta:
-            cursor = conn.execute(
-                "INSERT INTO indexes(table_number, name, fields) VALUES (?, ?, ?)",
-                (table_number, name, json.dumps(list(fields))),
+            # Never reuse the id of a dropped index: code still holding the old
+            # catalog must not find another index's entries under it.
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_index_id'").fetchone()
+            highest = conn.execute("SELECT COALESCE(MAX(index_id), 0) FROM indexes").fetchone()[0]
+            index_id = max(int(row[0]) if row else 0, int(highest)) + 1
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('last_index_id', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(index_id),),
             )
-            index_id = cursor.lastrowid
-            assert index_id is not None
+            conn.execute(
+                "INSERT INTO indexes(index_id, table_number, name, fields) VALUES (?, ?, ?, ?)",
+                (index_id, table_number, name, json.dumps(list(fields))),
+            )
             conn.executemany(
                 "INSERT INTO index_entries(index_id, key, id) VALUES (?, ?, ?)",
                 [(index_id, key, doc_id) for key, doc_id in entries],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -25,7 +26,7 @@ from syncline._errors import (
     SynclineError,
 )
 from syncline.functions import canonical_path
-from syncline.runtime import ANONYMOUS, FunctionRunner, Identity
+from syncline.runtime import ANONYMOUS, FunctionRunner, Identity, UncaughtFunctionError
 from syncline.sync._identity import Authenticator
 from syncline.sync._protocol import (
     AddQuery,
@@ -55,6 +56,9 @@ PING_INTERVAL_SECONDS = 15.0
 CATCH_UP_TIMEOUT_SECONDS = 10.0
 MAX_QUERIES_PER_SESSION = 4096
 MAX_QUEUED_REQUESTS = 1024
+MAX_CONCURRENT_ACTIONS = 64
+TOKEN_EXPIRY_LEEWAY_SECONDS = 60.0
+"""The same leeway the verifier allows when the token is presented."""
 
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[str], Awaitable[None]]
@@ -96,6 +100,8 @@ class SyncSession:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._done = asyncio.Event()
+        self._actions_running = 0
+        self._expiry: asyncio.Task[None] | None = None
 
     # -- called by the subscription manager ---------------------------------
 
@@ -173,6 +179,10 @@ class SyncSession:
                     raise ProtocolError("too many mutations in flight on this session")
                 self._mutations.put_nowait((message, self._identity))
             else:
+                if self._actions_running >= MAX_CONCURRENT_ACTIONS:
+                    raise ProtocolError(
+                        f"at most {MAX_CONCURRENT_ACTIONS} actions may run at once per session"
+                    )
                 self._spawn(self._action(message, self._identity), "action")
         elif isinstance(message, Event):
             log.debug("client event %s", message.event_type)
@@ -256,18 +266,62 @@ class SyncSession:
             return
         self._identity = identity
         self._identity_version += 1
+        self._watch_expiry(identity)
         # Results may depend on who is asking: move every query to the new identity.
         for query_id, query in list(self._queries.items()):
             self._manager.unsubscribe(self, query)
             self._queries[query_id] = self._subscribe(self._query_specs[query_id])
         self._dirty.set()
 
+    def _watch_expiry(self, identity: Identity) -> None:
+        """When the token expires, tell the client (as Convex does) so it fetches a new one."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        expires_at = identity.expires_at
+        if expires_at is None:
+            return
+        version = self._identity_version
+
+        async def expire() -> None:
+            await asyncio.sleep(max(0.0, expires_at + TOKEN_EXPIRY_LEEWAY_SECONDS - time.time()))
+            if self._identity_version != version:
+                return
+            self._queue(
+                dumps(
+                    {
+                        "type": "AuthError",
+                        "error": "Token expired",
+                        "baseVersion": version - 1,
+                        "authUpdateAttempted": False,
+                    }
+                )
+            )
+            self._closing = "AuthError"
+
+        task = asyncio.ensure_future(expire())
+        task.set_name("session-token-expiry")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        self._expiry = task
+
     # -- functions -----------------------------------------------------------
 
     async def _mutation_worker(self) -> None:
         while True:
             request, identity = await self._mutations.get()
-            self._queue(await self._run_mutation(request, identity))
+            try:
+                frame = await self._run_mutation(request, identity)
+            except Exception:
+                # Never leave the client waiting: later mutations still run.
+                log.exception("mutation %s failed unexpectedly", request.udf_path)
+                self._owe_transition_at(self._manager.ts)
+                frame = _failure_frame(
+                    "MutationResponse",
+                    request.request_id,
+                    UncaughtFunctionError("Server Error: the mutation could not run"),
+                )
+            self._queue(frame)
 
     async def _run_mutation(self, request: FunctionRequest, identity: Identity) -> str:
         key = f"{self.session_id}|{request.request_id}"
@@ -298,6 +352,17 @@ class SyncSession:
         self._dirty.set()
 
     async def _action(self, request: FunctionRequest, identity: Identity) -> None:
+        self._actions_running += 1
+        try:
+            await self._run_action(request, identity)
+        except Exception:
+            log.exception("action %s failed unexpectedly", request.udf_path)
+            error = UncaughtFunctionError("Server Error: the action could not run")
+            self._queue(_failure_frame("ActionResponse", request.request_id, error))
+        finally:
+            self._actions_running -= 1
+
+    async def _run_action(self, request: FunctionRequest, identity: Identity) -> None:
         try:
             result = await self._runner.run_action(
                 request.udf_path, from_json(request.args), identity

@@ -81,6 +81,10 @@ QueryKey = tuple[str, str, str, str | None]
 Bucket = tuple[int, bytes]
 
 
+def _buckets(read_set: ReadSet) -> set[Bucket]:
+    return {(index_id, interval_bucket(interval)) for index_id, interval in read_set.items()}
+
+
 def interval_bucket(interval: Interval) -> bytes:
     """The longest run of whole field encodings that every key in the interval starts with.
 
@@ -169,8 +173,11 @@ class SubscriptionManager:
     def forget_session(self, session: SyncSession) -> None:
         self._waiting.discard(session)
 
-    def _set_read_set(self, query: SharedQuery, read_set: ReadSet) -> None:
-        buckets = {(i, interval_bucket(interval)) for i, interval in read_set.items()}
+    def _set_read_set(
+        self, query: SharedQuery, read_set: ReadSet, buckets: set[Bucket] | None = None
+    ) -> None:
+        if buckets is None:
+            buckets = _buckets(read_set)
         for bucket in query.buckets - buckets:
             members = self._buckets.get(bucket)
             if members is not None:
@@ -241,26 +248,38 @@ class SubscriptionManager:
                 self._wakeup.set()
 
     async def _step(self) -> None:
-        # Let senders flush responses queued before this step (reads below do not yield).
+        # Let senders flush responses queued before this step (reads below do not yield),
+        # and never read through a model whose indexes are being replaced.
         await asyncio.sleep(0)
-        async with self._storage.snapshot() as snapshot:
-            target_ts = max(snapshot.ts, self._ts)
-            if self._rerun_all:
-                self._rerun_all = False
-                to_run = set(self._queries.values())
-            else:
-                to_run = set(self._pending)
-                if snapshot.ts > self._ts:
-                    to_run |= await self._invalidated(snapshot, self._ts)
-            self._pending.clear()
-            queries = [q for q in to_run if self._queries.get(q.key) is q]
-            results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
+        await self._runner.wait_for_stable_deployment()
+        rerun_all, pending = self._rerun_all, set(self._pending)
+        self._rerun_all = False
+        self._pending.clear()
+        try:
+            async with self._storage.snapshot() as snapshot:
+                target_ts = max(snapshot.ts, self._ts)
+                if rerun_all:
+                    to_run = set(self._queries.values())
+                else:
+                    to_run = set(pending)
+                    if snapshot.ts > self._ts:
+                        to_run |= await self._invalidated(snapshot, self._ts)
+                queries = [q for q in to_run if self._queries.get(q.key) is q]
+                results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
+                buckets = [_buckets(read_set) for _, read_set, _ in results]
+        except BaseException:
+            # Nothing was published: the next step runs all of this again.
+            self._rerun_all = self._rerun_all or rerun_all
+            self._pending |= pending
+            raise
         # Publish all at once (no await in between): sessions never see a mix of ts.
         changed: set[SharedQuery] = set()
-        for query, (outcome, read_set, journal) in zip(queries, results, strict=True):
+        for query, (outcome, read_set, journal), query_buckets in zip(
+            queries, results, buckets, strict=True
+        ):
             if self._queries.get(query.key) is not query:
                 continue  # unsubscribed while it ran
-            self._set_read_set(query, read_set)
+            self._set_read_set(query, read_set, query_buckets)
             # Re-runs keep the page ends of the first run: pages stay gapless.
             query.journal = journal
             if query.outcome is None or query.outcome.fingerprint != outcome.fingerprint:
@@ -311,5 +330,15 @@ class SubscriptionManager:
             # A failed query is re-run when anything it read changes (or on new code).
             read_set = getattr(exc, "read_set", None) or ReadSet()
             return failure_outcome(exc, []), read_set, query.journal
+        except Exception:
+            # Storage trouble, not the query's fault: report it without internals, and
+            # re-run everything once the storage is back (rerun on the next deploy or
+            # commit; the empty read set would otherwise never be invalidated).
+            log.exception("running subscription %s failed", query.path)
+            self._rerun_all = True
+            error = UncaughtFunctionError(
+                "Server Error: the query could not run; it will be retried"
+            )
+            return failure_outcome(error, []), ReadSet(), query.journal
         outcome = success_outcome(result.value, result.log_lines, result.journal)
         return outcome, result.read_set, result.journal or query.journal

@@ -124,25 +124,36 @@ _FIXED_WIDTH: Final = {1: 1, 2: 1, 3: 9, 4: 9, 5: 2}
 
 
 def _skip(key: bytes, position: int) -> int | None:
-    """The end offset of the value encoding at *position*, or None if there is none."""
-    tag = key[position]
-    width = _FIXED_WIDTH.get(tag)
-    if width is not None:
-        end = position + width
-        return end if end <= len(key) else None
-    if tag in (6, 7):
-        # Bodies never contain 0x00 (it is escaped), so the first 0x00 terminates.
-        end = key.find(b"\x00", position + 1)
-        return end + 1 if end >= 0 else None
-    if tag in (8, 9):
-        inner = position + 1
-        while inner < len(key) and key[inner] != 0:
-            next_inner = _skip(key, inner)
-            if next_inner is None:
+    """The end offset of the value encoding at *position*, or None if there is none.
+
+    Iterative, with containers tracked by a depth count, so a hostile key (e.g.
+    a pagination cursor of thousands of array tags) cannot exhaust the stack.
+    """
+    depth = 0
+    while True:
+        if position >= len(key):
+            return None
+        tag = key[position]
+        if depth > 0 and tag == 0:
+            depth -= 1  # a container's terminator
+            position += 1
+        elif tag in _FIXED_WIDTH:
+            position += _FIXED_WIDTH[tag]
+            if position > len(key):
                 return None
-            inner = next_inner
-        return inner + 1 if inner < len(key) else None
-    return None
+        elif tag in (6, 7):
+            # Bodies never contain 0x00 (it is escaped), so the first 0x00 terminates.
+            end = key.find(b"\x00", position + 1)
+            if end < 0:
+                return None
+            position = end + 1
+        elif tag in (8, 9):
+            depth += 1
+            position += 1
+        else:
+            return None
+        if depth == 0:
+            return position
 
 
 def compare_values(a: object, b: object) -> int:

@@ -1,0 +1,635 @@
+"""PostgreSQL storage for the cluster: the SQLite backend's behaviour, on a server.
+
+Layout (§3): ``documents`` holds the latest version of each document as ``jsonb``
+(Convex JSON, see ``_jsonb``), ``index_entries`` the index keys as ``bytea``
+(PostgreSQL compares ``bytea`` bytewise, which is the key encoding's order),
+``commit_log`` the written keys of each commit, ``leader_epoch`` the committer's
+fencing token. The schema is created by versioned migrations under an advisory
+lock, so concurrent starters apply each one exactly once.
+
+A snapshot is a pooled connection inside a ``REPEATABLE READ READ ONLY``
+transaction whose first statement reads ``max(commit_log.ts)``: batches commit
+one at a time in ts order, so that transaction sees exactly the commits <= ts.
+
+A batch is one transaction sent in one round trip (pipeline mode): the epoch
+check first, then one set-wise statement per kind of row (``unnest`` of arrays),
+then COMMIT. psycopg errors are translated here, once, by SQLSTATE class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from syncline._errors import ConfigError, FencedError, SynclineError, UnavailableError
+from syncline.storage._batch import collapse_batch
+from syncline.storage._codec import decode_commit_keys, encode_commit_keys
+from syncline.storage._interface import (
+    Catalog,
+    CommitEntry,
+    CommitLogEntry,
+    Document,
+    IndexMeta,
+    TableMeta,
+)
+from syncline.storage._jsonb import decode_jsonb_document, encode_jsonb_document
+
+log = logging.getLogger(__name__)
+
+#: ``pg_advisory_xact_lock`` key serialising migrations ("SYNCLINE" in ASCII).
+_MIGRATION_LOCK_KEY = 0x53594E434C494E45
+#: SQLSTATE raised by ``syncline_check_epoch`` when the batch's leader was deposed.
+_FENCED_SQLSTATE = "SL001"
+#: Index entries per statement when an index is backfilled.
+_BACKFILL_CHUNK = 10_000
+
+_MIGRATIONS: list[tuple[int, LiteralString]] = [
+    (
+        1,
+        """
+        CREATE TABLE meta(key text PRIMARY KEY, value text NOT NULL);
+        CREATE TABLE tables(table_number integer PRIMARY KEY, name text NOT NULL UNIQUE);
+        CREATE TABLE indexes(
+            index_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_number integer NOT NULL,
+            name text NOT NULL,
+            fields jsonb NOT NULL,
+            UNIQUE (table_number, name));
+        CREATE TABLE documents(
+            id text PRIMARY KEY,
+            table_number integer NOT NULL,
+            ts bigint NOT NULL,
+            value jsonb NOT NULL);
+        CREATE INDEX documents_by_table ON documents(table_number);
+        CREATE TABLE index_entries(
+            index_id integer NOT NULL,
+            key bytea NOT NULL,
+            id text NOT NULL,
+            PRIMARY KEY (index_id, key));
+        CREATE TABLE commit_log(ts bigint PRIMARY KEY, writes bytea NOT NULL);
+        CREATE TABLE idempotency(key text PRIMARY KEY, ts bigint NOT NULL, result text NOT NULL);
+        CREATE INDEX idempotency_by_ts ON idempotency(ts);
+        CREATE TABLE leader_epoch(
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            epoch bigint NOT NULL);
+        INSERT INTO leader_epoch(epoch) VALUES (0);
+        -- The first statement of a fenced batch. FOR SHARE holds the row until the
+        -- batch ends, so acquire_epoch's UPDATE waits for an in-flight batch, and
+        -- the error aborts the rest of the pipeline before it writes anything.
+        CREATE FUNCTION syncline_check_epoch(expected bigint) RETURNS void
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            current bigint;
+        BEGIN
+            SELECT epoch INTO current FROM leader_epoch FOR SHARE;
+            IF current IS DISTINCT FROM expected THEN
+                RAISE EXCEPTION 'leader epoch % is no longer current (now %)', expected, current
+                    USING ERRCODE = 'SL001';
+            END IF;
+        END;
+        $$;
+        """,
+    ),
+]
+
+_SCAN_SQL: dict[tuple[bool, bool], LiteralString] = {
+    (descending, bounded): (
+        "SELECT e.key, d.value::text FROM index_entries e JOIN documents d ON d.id = e.id "
+        "WHERE e.index_id = %(index_id)s AND e.key >= %(start)s"
+        + (" AND e.key < %(end)s" if bounded else "")
+        + (" ORDER BY e.key DESC" if descending else " ORDER BY e.key")
+        + " LIMIT %(limit)s"
+    )
+    for descending in (False, True)
+    for bounded in (False, True)
+}
+
+_BEGIN_SNAPSHOT = (
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT COALESCE(MAX(ts), 0) FROM commit_log"
+)
+_UPSERT_DOCUMENTS = """
+    INSERT INTO documents(id, table_number, ts, value)
+    SELECT u.id, u.table_number, u.ts, u.value::jsonb
+    FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::text[])
+        AS u(id, table_number, ts, value)
+    ON CONFLICT (id) DO UPDATE SET
+        table_number = excluded.table_number, ts = excluded.ts, value = excluded.value
+"""
+_DELETE_DOCUMENTS = "DELETE FROM documents WHERE id = ANY(%s::text[])"
+_DELETE_KEYS = """
+    DELETE FROM index_entries e
+    USING unnest(%s::integer[], %s::bytea[]) AS d(index_id, key)
+    WHERE e.index_id = d.index_id AND e.key = d.key
+"""
+_UPSERT_KEYS = """
+    INSERT INTO index_entries(index_id, key, id)
+    SELECT * FROM unnest(%s::integer[], %s::bytea[], %s::text[])
+    ON CONFLICT (index_id, key) DO UPDATE SET id = excluded.id
+"""
+_INSERT_KEYS = """
+    INSERT INTO index_entries(index_id, key, id)
+    SELECT * FROM unnest(%s::integer[], %s::bytea[], %s::text[])
+"""
+_INSERT_COMMITS = (
+    "INSERT INTO commit_log(ts, writes) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
+)
+_INSERT_IDEMPOTENCY = (
+    "INSERT INTO idempotency(key, ts, result) "
+    "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[])"
+)
+
+_UNAVAILABLE_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+    }
+)
+
+Connection = AsyncConnection[TupleRow]
+
+
+# -- error translation -------------------------------------------------------------------
+
+
+def translate_error(exc: Exception, what: str) -> SynclineError:
+    """The Syncline error for a psycopg (or pool) error raised while doing ``what``.
+
+    Classified by SQLSTATE: connection errors (class 08, or a client-side
+    failure with no SQLSTATE), server shutdown, pool timeouts and serialization
+    failures are retryable :class:`UnavailableError`; a fenced batch is
+    :class:`FencedError`; anything else is a generic error, logged here.
+    """
+    if isinstance(exc, PoolTimeout | PoolClosed):
+        return UnavailableError(f"PostgreSQL is unavailable ({what}): no connection")
+    sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+    if sqlstate == _FENCED_SQLSTATE:
+        assert isinstance(exc, psycopg.Error)
+        return FencedError(exc.diag.message_primary or "the leader epoch is no longer current")
+    if sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES):
+        return UnavailableError(f"PostgreSQL is unavailable ({what}): SQLSTATE {sqlstate}")
+    if sqlstate is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Raised by the client, not the server: the connection is gone or unusable.
+        return UnavailableError(f"PostgreSQL is unavailable ({what}): {type(exc).__name__}")
+    log.error("PostgreSQL storage error during %s (SQLSTATE %s)", what, sqlstate, exc_info=exc)
+    return SynclineError(f"storage error during {what}")
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+        raise translate_error(exc, what) from exc
+
+
+async def _check_idle_connection(conn: Connection) -> None:
+    """Pool check: ping only a connection whose socket has something to say.
+
+    An idle connection receives nothing unless the server closed it (or sent a
+    notice), so an unreadable socket means a live connection and costs no round
+    trip; a readable one gets the pool's full check, which fails if it is dead.
+    """
+    try:
+        fd = conn.pgconn.socket
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        quiet = not poller.poll(0)
+    except (psycopg.OperationalError, OSError, AttributeError):
+        quiet = False  # closed, or no poll() on this platform: check the slow way
+    if not quiet:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def _pipeline_transaction(
+    conn: Connection, statements: Sequence[tuple[LiteralString, Sequence[Any]]]
+) -> None:
+    """Run ``statements`` in one transaction, sent together in one round trip.
+
+    On error raises the first failed statement's error: the server skipped every
+    later statement, COMMIT included, and the transaction is rolled back.
+    """
+    first: psycopg.Error | None = None
+    try:
+        async with conn.pipeline():
+            try:
+                await conn.execute("BEGIN")
+                for sql, params in statements:
+                    await conn.execute(sql, params)
+                await conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                # psycopg reports a failure as soon as it reads it; keep it and let
+                # the pipeline collect the skipped statements' results quietly.
+                first = exc
+    except psycopg.Error as exc:
+        first = first or exc
+    if first is not None:
+        await _rollback_quietly(conn)
+        raise first
+
+
+async def _configure(conn: Connection) -> None:
+    # A batch is durable when write_batch returns, whatever the server's default.
+    await conn.execute("SET synchronous_commit TO on")
+
+
+async def _rollback_quietly(conn: Connection) -> None:
+    # The connection may be broken too; the pool discards it then.
+    with contextlib.suppress(psycopg.Error):
+        await conn.execute("ROLLBACK")
+
+
+# -- snapshots -----------------------------------------------------------------------------
+
+
+class PostgresSnapshot:
+    """A ``REPEATABLE READ READ ONLY`` transaction on one pooled connection."""
+
+    def __init__(self, conn: Connection, ts: int) -> None:
+        self._conn = conn
+        self.ts = ts
+
+    async def get(self, doc_id: str) -> Document | None:
+        with _translated("get"):
+            cur = await self._conn.execute(
+                "SELECT value::text FROM documents WHERE id = %s", (doc_id,)
+            )
+            row = await cur.fetchone()
+        return decode_jsonb_document(row[0]) if row else None
+
+    async def scan(
+        self, index_id: int, start: bytes, end: bytes | None, *, descending: bool, limit: int
+    ) -> list[tuple[bytes, Document]]:
+        params = {"index_id": index_id, "start": start, "end": end, "limit": limit}
+        with _translated("scan"):
+            cur = await self._conn.execute(_SCAN_SQL[(descending, end is not None)], params)
+            rows = await cur.fetchall()
+        return [(bytes(key), decode_jsonb_document(value)) for key, value in rows]
+
+    async def commits_after(self, ts: int, *, limit: int) -> list[CommitLogEntry]:
+        with _translated("commits_after"):
+            cur = await self._conn.execute(
+                "SELECT ts, writes FROM commit_log WHERE ts > %s AND ts <= %s ORDER BY ts LIMIT %s",
+                (ts, self.ts, limit),
+            )
+            rows = await cur.fetchall()
+        return [CommitLogEntry(t, decode_commit_keys(bytes(w))) for t, w in rows]
+
+    async def table_documents(self, table_number: int) -> list[Document]:
+        with _translated("table_documents"):
+            cur = await self._conn.execute(
+                "SELECT value::text FROM documents WHERE table_number = %s", (table_number,)
+            )
+            rows = await cur.fetchall()
+        return [decode_jsonb_document(value) for (value,) in rows]
+
+
+class _SnapshotContext:
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._storage = storage
+        self._conn: Connection | None = None
+        self._pool: AsyncConnectionPool[Connection] | None = None
+
+    async def __aenter__(self) -> PostgresSnapshot:
+        pool = self._pool = self._storage._require_pool()
+        with _translated("snapshot"):
+            conn = await pool.getconn()
+        try:
+            with _translated("snapshot"):
+                # One round trip; the first statement in the transaction fixes its snapshot.
+                cur = await conn.execute(_BEGIN_SNAPSHOT)
+                cur.nextset()
+                row = await cur.fetchone()
+        except Exception:
+            await _rollback_quietly(conn)
+            await pool.putconn(conn)
+            raise
+        except BaseException:
+            await pool.putconn(conn)  # the pool discards a connection left mid-query
+            raise
+        assert row is not None
+        self._conn = conn
+        return PostgresSnapshot(conn, int(row[0]))
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None and self._pool is not None
+        try:
+            # Ending a read-only transaction cannot lose anything: if the
+            # connection broke, the reads that returned were still consistent,
+            # and the pool discards the connection.
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("COMMIT")
+        finally:
+            await self._pool.putconn(conn)
+
+
+# -- storage ---------------------------------------------------------------------------------
+
+
+class PostgresStorage:
+    """Storage in one PostgreSQL database, reached through a connection pool."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_min: int = 2,
+        pool_max: int = 16,
+        acquire_timeout_seconds: float = 10.0,
+        open_timeout_seconds: float = 30.0,
+    ) -> None:
+        """``dsn``: a libpq connection string or URL. ``pool_min``/``pool_max``:
+        connections kept open / opened at most (1 <= min <= max). A snapshot holds
+        one connection for its lifetime. ``acquire_timeout_seconds``: how long an
+        operation waits for a connection (while PostgreSQL restarts, say) before
+        raising UnavailableError. ``open_timeout_seconds``: how long ``open`` waits
+        for the first ``pool_min`` connections."""
+        if not 1 <= pool_min <= pool_max:
+            raise ConfigError(f"need 1 <= pool_min <= pool_max, got {pool_min} and {pool_max}")
+        self._dsn = dsn
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._acquire_timeout_seconds = acquire_timeout_seconds
+        self._open_timeout_seconds = open_timeout_seconds
+        self._pool: AsyncConnectionPool[Connection] | None = None
+
+    async def __aenter__(self) -> PostgresStorage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the pool and apply pending migrations. Idempotent."""
+        if self._pool is not None:
+            return
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self._dsn,
+            min_size=self._pool_min,
+            max_size=self._pool_max,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            check=_check_idle_connection,
+            timeout=self._acquire_timeout_seconds,
+            name="syncline-storage",
+            open=False,
+        )
+        try:
+            with _translated("open"):
+                await pool.open(wait=True, timeout=self._open_timeout_seconds)
+            self._pool = pool
+            await self._migrate()
+        except BaseException:
+            self._pool = None
+            await pool.close()
+            raise
+
+    async def close(self) -> None:
+        """Close every connection (waiting for those in use to come back). Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _require_pool(self) -> AsyncConnectionPool[Connection]:
+        if self._pool is None:
+            raise SynclineError("PostgreSQL storage is not open")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[Connection]:
+        pool = self._require_pool()
+        with _translated(what):
+            async with pool.connection() as conn:
+                yield conn
+
+    async def _migrate(self) -> None:
+        async with self._connection("migrate") as conn, conn.transaction():
+            # Before anything else, so concurrent starters queue here and the
+            # second finds every migration applied.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS syncline_migrations("
+                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT version FROM syncline_migrations")
+            applied = {version for (version,) in await cur.fetchall()}
+            for version, script in _MIGRATIONS:
+                if version in applied:
+                    continue
+                log.info("applying storage migration %d", version)
+                await conn.execute(script)
+                await conn.execute(
+                    "INSERT INTO syncline_migrations(version) VALUES (%s)", (version,)
+                )
+
+    # -- reads -----------------------------------------------------------------------
+
+    def snapshot(self) -> _SnapshotContext:
+        return _SnapshotContext(self)
+
+    async def _fetch(self, what: str, sql: LiteralString, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._connection(what) as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    async def max_ts(self) -> int:
+        rows = await self._fetch("max_ts", "SELECT COALESCE(MAX(ts), 0) FROM commit_log")
+        return int(rows[0][0])
+
+    async def load_catalog(self) -> Catalog:
+        async with self._connection("load_catalog") as conn:
+            async with conn.pipeline():
+                tables = await conn.execute("SELECT table_number, name FROM tables")
+                indexes = await conn.execute(
+                    "SELECT index_id, table_number, name, fields FROM indexes ORDER BY index_id"
+                )
+            table_rows = await tables.fetchall()
+            index_rows = await indexes.fetchall()
+        catalog = Catalog()
+        for number, name in sorted(table_rows):
+            catalog.tables[name] = TableMeta(number, name)
+        for index_id, number, name, fields in index_rows:
+            catalog.indexes.setdefault(number, []).append(
+                IndexMeta(index_id, number, name, tuple(fields))
+            )
+        return catalog
+
+    async def find_idempotent(self, key: str) -> tuple[int, str] | None:
+        rows = await self._fetch(
+            "find_idempotent", "SELECT ts, result FROM idempotency WHERE key = %s", (key,)
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._fetch("get_meta", "SELECT value FROM meta WHERE key = %s", (key,))
+        return str(rows[0][0]) if rows else None
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._connection("set_meta") as conn:
+            await conn.execute(
+                "INSERT INTO meta(key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    async def acquire_epoch(self) -> int:
+        # Waits for a batch in flight (it holds the row FOR SHARE): the new
+        # leader then reads a max ts that includes that batch.
+        rows = await self._fetch(
+            "acquire_epoch", "UPDATE leader_epoch SET epoch = epoch + 1 RETURNING epoch"
+        )
+        return int(rows[0][0])
+
+    async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
+        """Persist commits atomically and durably, in order, in one round trip.
+
+        Statements, all sent together: BEGIN, the epoch check (with ``epoch``),
+        at most one upsert and one delete of documents, one delete and one upsert
+        of index entries, one insert of commit-log rows and one of request keys,
+        COMMIT. Rows are collapsed to their final state first, so no statement
+        touches a row twice.
+        """
+        collapsed = collapse_batch(batch)
+        upserts = [
+            (doc_id, doc.table_number, doc.ts, doc.value)
+            for doc_id, doc in collapsed.documents.items()
+            if doc.value is not None
+        ]
+        deletes = [doc_id for doc_id, doc in collapsed.documents.items() if doc.value is None]
+        absent = [key for key, doc_id in collapsed.index_entries.items() if doc_id is None]
+        present = [
+            (index_id, key, doc_id)
+            for (index_id, key), doc_id in collapsed.index_entries.items()
+            if doc_id is not None
+        ]
+        requests = [(e.ts, e.idempotency) for e in batch if e.idempotency is not None]
+
+        statements: list[tuple[LiteralString, Sequence[Any]]] = []
+        if epoch is not None:
+            statements.append(("SELECT syncline_check_epoch(%s)", (epoch,)))
+        if upserts:
+            statements.append(
+                (
+                    _UPSERT_DOCUMENTS,
+                    (
+                        [doc_id for doc_id, _, _, _ in upserts],
+                        [table for _, table, _, _ in upserts],
+                        [ts for _, _, ts, _ in upserts],
+                        [encode_jsonb_document(value) for _, _, _, value in upserts],
+                    ),
+                )
+            )
+        if deletes:
+            statements.append((_DELETE_DOCUMENTS, (deletes,)))
+        if absent:
+            statements.append((_DELETE_KEYS, ([i for i, _ in absent], [k for _, k in absent])))
+        if present:
+            statements.append(
+                (
+                    _UPSERT_KEYS,
+                    (
+                        [index_id for index_id, _, _ in present],
+                        [key for _, key, _ in present],
+                        [doc_id for _, _, doc_id in present],
+                    ),
+                )
+            )
+        if batch:
+            commit_keys = [
+                encode_commit_keys(k for w in e.writes for k in w.written_keys()) for e in batch
+            ]
+            statements.append((_INSERT_COMMITS, ([e.ts for e in batch], commit_keys)))
+        if requests:
+            statements.append(
+                (
+                    _INSERT_IDEMPOTENCY,
+                    (
+                        [record.key for _, record in requests],
+                        [ts for ts, _ in requests],
+                        [record.result_json for _, record in requests],
+                    ),
+                )
+            )
+        if not statements:
+            return
+        async with self._connection("write_batch") as conn:
+            await _pipeline_transaction(conn, statements)
+
+    async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
+        async with self._connection("prune") as conn, conn.transaction():
+            logs = await conn.execute(
+                "DELETE FROM commit_log WHERE ts < %s AND ts < (SELECT MAX(ts) FROM commit_log)",
+                (commit_log_before_ts,),
+            )
+            keys = await conn.execute(
+                "DELETE FROM idempotency WHERE ts < %s", (idempotency_before_ts,)
+            )
+            return max(logs.rowcount, 0) + max(keys.rowcount, 0)
+
+    async def create_table(self, name: str) -> TableMeta:
+        async with self._connection("create_table") as conn, conn.transaction():
+            # Serialises table creation, so two callers cannot pick the same number.
+            await conn.execute("LOCK TABLE tables IN SHARE ROW EXCLUSIVE MODE")
+            cur = await conn.execute("SELECT table_number FROM tables WHERE name = %s", (name,))
+            row = await cur.fetchone()
+            if row is not None:
+                return TableMeta(int(row[0]), name)
+            cur = await conn.execute(
+                "INSERT INTO tables(table_number, name) "
+                "SELECT COALESCE(MAX(table_number), 0) + 1, %s FROM tables "
+                "RETURNING table_number",
+                (name,),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return TableMeta(int(row[0]), name)
+
+    async def create_index(
+        self,
+        table_number: int,
+        name: str,
+        fields: tuple[str, ...],
+        entries: Sequence[tuple[bytes, str]],
+    ) -> IndexMeta:
+        async with self._connection("create_index") as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO indexes(table_number, name, fields) VALUES (%s, %s, %s::jsonb) "
+                "RETURNING index_id",
+                (table_number, name, json.dumps(list(fields))),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            index_id = int(row[0])
+            if entries:
+                async with conn.pipeline():
+                    for start in range(0, len(entries), _BACKFILL_CHUNK):
+                        chunk = entries[start : start + _BACKFILL_CHUNK]
+                        await conn.execute(
+                            _INSERT_KEYS,
+                            (
+                                [index_id] * len(chunk),
+                                [key for key, _ in chunk],
+                                [doc_id for _, doc_id in chunk],
+                            ),
+                        )
+            return IndexMeta(index_id, table_number, name, fields)
+
+    async def drop_index(self, index_id: int) -> None:
+        async with self._connection("drop_index") as conn, conn.transaction():
+            await conn.execute("DELETE FROM index_entries WHERE index_id = %s", (index_id,))
+            await conn.execute("DELETE FROM indexes WHERE index_id = %s", (index_id,))

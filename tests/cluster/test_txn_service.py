@@ -1,0 +1,177 @@
+"""The txn service on real PostgreSQL and ZooKeeper: serializability, failover, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+
+import pytest
+
+from syncline import AppError
+from syncline._errors import InvalidWriteSetError
+from syncline.storage import DocumentWrite, IndexKeyChange
+from syncline.txn import CommitRequest, ReadSet
+from tests.cluster.conftest import RunnerFactory, TxnCluster
+
+pytestmark = pytest.mark.cluster
+
+
+async def test_concurrent_increments_are_exact(make_runner: RunnerFactory) -> None:
+    runners = [await make_runner() for _ in range(3)]
+    await asyncio.gather(
+        *(runners[i % 3].mutation("bank:increment", {"name": "c"}) for i in range(60))
+    )
+    assert await runners[0].query("bank:counter", {"name": "c"}) == 60.0
+
+
+async def test_transfers_conserve_money_and_never_overdraw(make_runner: RunnerFactory) -> None:
+    runner = await make_runner()
+    names = [f"acct{i}" for i in range(5)]
+    for name in names:
+        await runner.mutation("bank:open_account", {"name": name, "balance": 100.0})
+    rng = random.Random(7)
+    refused = 0
+
+    async def worker() -> None:
+        nonlocal refused
+        for _ in range(25):
+            source, target = rng.sample(names, 2)
+            try:
+                await runner.mutation(
+                    "bank:transfer",
+                    {"source": source, "target": target, "amount": float(rng.randint(1, 60))},
+                )
+            except AppError as exc:
+                assert exc.data == {"code": "INSUFFICIENT_FUNDS"}
+                refused += 1
+            balances = await runner.query("bank:balances")
+            assert sum(balances.values()) == 500.0
+            assert min(balances.values()) >= 0.0
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    balances = await runner.query("bank:balances")
+    assert sum(balances.values()) == 500.0 and min(balances.values()) >= 0.0
+
+
+async def test_malformed_commits_are_refused_and_write_nothing(make_runner: RunnerFactory) -> None:
+    runner = await make_runner()
+    await runner.mutation("bank:record", {"key": "ok"})
+    model = runner.runner._deployments.current.model
+    events = model.table("events")
+    assert events is not None
+    good_id = "not-an-id"
+    cases = [
+        (DocumentWrite(good_id, 999, {"_id": good_id}, ()), "unknown table number 999"),
+        (
+            DocumentWrite(good_id, events.meta.table_number, {"_id": good_id}, ()),
+            "not an id of table 'events'",
+        ),
+    ]
+    from syncline.values import new_id
+
+    doc_id = new_id(events.meta.table_number)
+    bad_doc = {"_id": doc_id, "_creationTime": 1.0, "key": 5.0}
+    changes = tuple(IndexKeyChange(i.index_id, None, b"\x01") for i in events.indexes.values())
+    cases.append(
+        (
+            DocumentWrite(doc_id, events.meta.table_number, bad_doc, changes),
+            "events.key: expected string, got float64",
+        )
+    )
+    good_doc = {"_id": doc_id, "_creationTime": 1.0, "key": "x"}
+    cases.append(
+        (
+            DocumentWrite(doc_id, events.meta.table_number, good_doc, changes),
+            "does not match the document",
+        )
+    )
+    for write, fragment in cases:
+        with pytest.raises(InvalidWriteSetError, match=fragment):
+            await runner.committer.commit(
+                CommitRequest(0, ReadSet(), [write], catalog_version=model.catalog_version)
+            )
+    assert await runner.query("bank:event_keys") == ["ok"]
+
+
+async def _load(
+    runner_factory: RunnerFactory, stop: asyncio.Event, acked: list[str], workers: int = 6
+) -> None:
+    runners = [await runner_factory() for _ in range(2)]
+
+    async def work(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"w{n}-{i}"
+            await runners[n % 2].mutation("bank:record", {"key": key})
+            acked.append(key)
+            i += 1
+
+    await asyncio.gather(*(work(n) for n in range(workers)))
+
+
+async def _check_exactly_once(runner_factory: RunnerFactory, acked: list[str]) -> None:
+    runner = await runner_factory()
+    keys = await runner.query("bank:event_keys")
+    assert len(keys) == len(set(keys)), "a commit was applied twice"
+    assert set(acked) <= set(keys), "an acknowledged commit was lost"
+    # Anything beyond the acknowledged ones was in flight when a fault hit.
+    assert len(set(keys) - set(acked)) <= 6
+
+
+async def _run_fault(make_runner: RunnerFactory, fault: object, settle: float = 0.5) -> float:
+    stop = asyncio.Event()
+    acked: list[str] = []
+    load = asyncio.ensure_future(_load(make_runner, stop, acked))
+    while len(acked) < 30:
+        await asyncio.sleep(0.01)
+    before = len(acked)
+    started = time.monotonic()
+    await fault()  # type: ignore[operator]
+    while len(acked) <= before + 30:
+        assert not load.done(), load.exception()
+        await asyncio.sleep(0.01)
+    recovered = time.monotonic() - started
+    await asyncio.sleep(settle)
+    stop.set()
+    await load
+    await _check_exactly_once(make_runner, acked)
+    return recovered
+
+
+async def test_leader_sigkill_fails_over_with_nothing_lost_or_doubled(
+    make_runner: RunnerFactory, txn_cluster: TxnCluster
+) -> None:
+    leader = await txn_cluster.leader()
+
+    async def kill() -> None:
+        leader.kill()
+
+    recovered = await _run_fault(make_runner, kill)
+    new_leader = await txn_cluster.leader(exclude=leader)
+    assert new_leader is not leader
+    print(f"failover after SIGKILL: commits resumed in {recovered:.2f} s")
+
+
+async def test_stalled_leader_is_fenced_and_steps_down(
+    make_runner: RunnerFactory, txn_cluster: TxnCluster
+) -> None:
+    leader = await txn_cluster.leader()
+
+    async def stall() -> None:
+        leader.signal(signal.SIGSTOP)
+
+    recovered = await _run_fault(make_runner, stall)
+    new_leader = await txn_cluster.leader(exclude=leader)
+    # The old leader wakes up after its session expired: it must not commit again.
+    leader.signal(signal.SIGCONT)
+    deadline = time.monotonic() + 15
+    while True:
+        health = await leader.health()
+        if health is not None and health.role != "leader":
+            break
+        assert time.monotonic() < deadline, "the stalled leader never stepped down"
+        await asyncio.sleep(0.05)
+    assert (await new_leader.health()).role == "leader"  # type: ignore[union-attr]
+    print(f"failover after a stall: commits resumed in {recovered:.2f} s")
