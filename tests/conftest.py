@@ -13,6 +13,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: drives a real `syncline dev` process with real clients"
     )
+    config.addinivalue_line(
+        "markers", "cluster: runs cluster services on real PostgreSQL and ZooKeeper"
+    )
 
 
 @pytest.hookimpl(wrapper=True)

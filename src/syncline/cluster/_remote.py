@@ -63,10 +63,33 @@ class RemoteCommitter:
         self._leader: str | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.TxnStub | None = None
+        self._retired: list[grpc.aio.Channel] = []
+        self._closing: set[asyncio.Future[None]] = set()
         self.failovers = 0
 
     async def start(self) -> None:
         await self._zk.start()
+        loop = asyncio.get_running_loop()
+
+        def watch(data: bytes | None, stat: object) -> None:  # kazoo's thread
+            address = str(json.loads(data)["address"]) if data else None
+            loop.call_soon_threadsafe(self._leader_changed, address)
+
+        await asyncio.to_thread(self._zk.client.DataWatch, self._leader_path, watch)
+
+    def _leader_changed(self, address: str | None) -> None:
+        """A new leader (or none): calls in flight to the old one will never be answered
+        by a leader, so cancel them now (they retry) instead of waiting for timeouts."""
+        if self._stub is None or address == self._leader:
+            return
+        log.info("txn leader changed from %s to %s", self._leader, address)
+        channel = self._channel
+        self._retire(self._stub)
+        if channel is not None:
+            self._retired.remove(channel)
+            closing = asyncio.ensure_future(channel.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         await self._drop_channel()
@@ -116,8 +139,13 @@ class RemoteCommitter:
                     self._leader,
                     exc.code().name,
                 )
-                self.failovers += 1
-                await self._drop_channel()
+                self._retire(stub)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # grpc cancels calls on a channel another caller retired: just retry.
+                self._retire(stub)
             if time.monotonic() > deadline:
                 raise UnavailableError(
                     f"no txn leader answered within {self._failover_timeout:.0f} s"
@@ -157,10 +185,24 @@ class RemoteCommitter:
             log.debug("reading the txn leader failed: %r", exc)
             return None
 
+    def _retire(self, stub: pb_grpc.TxnStub) -> None:
+        """Stop using ``stub``'s channel for new calls (once, however many callers fail).
+
+        The channel is closed only at shutdown: closing it now would cancel the
+        calls other callers still have in flight on it.
+        """
+        if self._stub is stub and self._channel is not None:
+            self.failovers += 1
+            self._retired.append(self._channel)
+            self._channel, self._stub = None, None
+
     async def _drop_channel(self) -> None:
-        channel, self._channel, self._stub = self._channel, None, None
-        if channel is not None:
+        channels = [*self._retired, *([self._channel] if self._channel is not None else [])]
+        self._retired, self._channel, self._stub = [], None, None
+        for channel in channels:
             await channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def _detail(exc: grpc.aio.AioRpcError) -> str:
