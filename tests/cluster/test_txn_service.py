@@ -11,6 +11,8 @@ import pytest
 
 from syncline import AppError
 from syncline._errors import InvalidWriteSetError
+from syncline.devservers import LocalPostgres, LocalZooKeeper
+from syncline.runtime import ANONYMOUS
 from syncline.storage import DocumentWrite, IndexKeyChange
 from syncline.txn import CommitRequest, ReadSet
 from tests.cluster.conftest import RunnerFactory, TxnCluster
@@ -96,7 +98,11 @@ async def test_malformed_commits_are_refused_and_write_nothing(make_runner: Runn
 
 
 async def _load(
-    runner_factory: RunnerFactory, stop: asyncio.Event, acked: list[str], workers: int = 6
+    runner_factory: RunnerFactory,
+    stop: asyncio.Event,
+    acked: list[str],
+    timestamps: dict[int, list[int]],
+    workers: int = 6,
 ) -> None:
     runners = [await runner_factory() for _ in range(2)]
 
@@ -104,26 +110,37 @@ async def _load(
         i = 0
         while not stop.is_set():
             key = f"w{n}-{i}"
-            await runners[n % 2].mutation("bank:record", {"key": key})
+            result = await runners[n % 2].runner.run_mutation(
+                "bank:record", {"key": key}, ANONYMOUS
+            )
             acked.append(key)
+            timestamps.setdefault(n, []).append(result.ts)
             i += 1
 
     await asyncio.gather(*(work(n) for n in range(workers)))
 
 
-async def _check_exactly_once(runner_factory: RunnerFactory, acked: list[str]) -> None:
+async def _check_exactly_once(
+    runner_factory: RunnerFactory, acked: list[str], timestamps: dict[int, list[int]]
+) -> None:
     runner = await runner_factory()
     keys = await runner.query("bank:event_keys")
     assert len(keys) == len(set(keys)), "a commit was applied twice"
     assert set(acked) <= set(keys), "an acknowledged commit was lost"
     # Anything beyond the acknowledged ones was in flight when a fault hit.
     assert len(set(keys) - set(acked)) <= 6
+    # Each caller saw strictly increasing commit ts, and no two commits share one.
+    for worker_ts in timestamps.values():
+        assert worker_ts == sorted(worker_ts) and len(set(worker_ts)) == len(worker_ts)
+    every_ts = [ts for worker_ts in timestamps.values() for ts in worker_ts]
+    assert len(set(every_ts)) == len(every_ts)
 
 
 async def _run_fault(make_runner: RunnerFactory, fault: object, settle: float = 0.5) -> float:
     stop = asyncio.Event()
     acked: list[str] = []
-    load = asyncio.ensure_future(_load(make_runner, stop, acked))
+    timestamps: dict[int, list[int]] = {}
+    load = asyncio.ensure_future(_load(make_runner, stop, acked, timestamps))
     while len(acked) < 30:
         await asyncio.sleep(0.01)
     before = len(acked)
@@ -136,7 +153,7 @@ async def _run_fault(make_runner: RunnerFactory, fault: object, settle: float = 
     await asyncio.sleep(settle)
     stop.set()
     await load
-    await _check_exactly_once(make_runner, acked)
+    await _check_exactly_once(make_runner, acked, timestamps)
     return recovered
 
 
@@ -175,3 +192,27 @@ async def test_stalled_leader_is_fenced_and_steps_down(
         await asyncio.sleep(0.05)
     assert (await new_leader.health()).role == "leader"  # type: ignore[union-attr]
     print(f"failover after a stall: commits resumed in {recovered:.2f} s")
+
+
+async def test_postgres_immediate_restart_mid_load(
+    make_runner: RunnerFactory, txn_cluster: TxnCluster, postgres_server: LocalPostgres
+) -> None:
+    async def restart() -> None:
+        await postgres_server.restart(mode="immediate")
+
+    recovered = await _run_fault(make_runner, restart)
+    await txn_cluster.leader()
+    print(f"PostgreSQL immediate restart: commits resumed in {recovered:.2f} s")
+
+
+async def test_zookeeper_outage_expires_the_leader_and_a_leader_returns(
+    make_runner: RunnerFactory, txn_cluster: TxnCluster, zookeeper_server: LocalZooKeeper
+) -> None:
+    async def outage() -> None:
+        await zookeeper_server.stop()
+        await asyncio.sleep(2.5)  # longer than the session timeout: every session expires
+        await zookeeper_server.start()
+
+    recovered = await _run_fault(make_runner, outage)
+    await txn_cluster.leader()
+    print(f"ZooKeeper outage: commits resumed in {recovered:.2f} s after it began")

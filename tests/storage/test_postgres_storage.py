@@ -475,11 +475,12 @@ async def test_acquire_epoch_waits_for_a_batch_in_flight(pg_dsn: str) -> None:
         PostgresStorage(pg_dsn, pool_min=1) as successor,
     ):
         epoch = await leader.acquire_epoch()
+        await leader.write_batch([commit(4, insert("a", b"a"))], epoch=epoch)
         async with await psycopg.AsyncConnection.connect(pg_dsn) as blocker:
-            # Holds the batch at its last statement, after its epoch check.
-            await blocker.execute("LOCK TABLE idempotency IN EXCLUSIVE MODE")
+            # Holds the batch at its write of "a", after it locked the epoch row.
+            await blocker.execute("SELECT 1 FROM documents WHERE id = 'a' FOR UPDATE")
             batch = asyncio.create_task(
-                leader.write_batch([commit(5, insert("a", b"a"), key="r")], epoch=epoch)
+                leader.write_batch([commit(5, update("a", b"a", b"b"), key="r")], epoch=epoch)
             )
             await assert_eventually(
                 lambda: _is(_waiting_for_locks(pg_dsn), 1), what="the batch to block"
@@ -493,6 +494,7 @@ async def test_acquire_epoch_waits_for_a_batch_in_flight(pg_dsn: str) -> None:
         await batch  # checked before the epoch moved: it commits
         assert await acquiring == epoch + 1
         assert await successor.max_ts() == 5
+        assert await entries(successor) == [(b"b", "a")]
         with pytest.raises(FencedError):
             await leader.write_batch([commit(6, insert("b", b"b"))], epoch=epoch)
 

@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from syncline._errors import (
     FunctionTypeError,
     OccConflictError,
     SynclineError,
+    UnavailableError,
     ValidationError,
 )
 from syncline.database import DatabaseReader, DatabaseWriter, PaginationJournal, Transaction
@@ -76,6 +78,8 @@ class RunnerConfig:
     """Re-executions of a mutation that keeps conflicting before it fails."""
     occ_backoff_seconds: float = 0.002
     """Initial backoff between OCC retries; doubles with jitter, capped at 0.2 s."""
+    unavailable_retry_seconds: float = 30.0
+    """How long a mutation keeps retrying while storage or the txn leader is unavailable."""
 
 
 def _request_id() -> str:
@@ -233,28 +237,40 @@ class FunctionRunner:
                     from_json(json.loads(earlier.result_json)), earlier.ts, [], deduplicated=True
                 )
         checked = self._check_args(deployment, spec, args)
+        # Every attempt carries a request key, so retrying a commit whose outcome is
+        # unknown (storage failed mid-write) can never apply it twice.
+        key = idempotency_key or f"run|{uuid.uuid4().hex}"
         backoff = self._config.occ_backoff_seconds
-        for attempt in range(self._config.max_occ_retries + 1):
+        conflicts = 0
+        unavailable_until = time.monotonic() + self._config.unavailable_retry_seconds
+        while True:
             try:
-                return await self._mutation_attempt(spec, checked, identity, idempotency_key)
+                return await self._mutation_attempt(
+                    spec, checked, identity, key, generated_key=idempotency_key is None
+                )
             except OccConflictError as exc:
                 if isinstance(exc, CatalogChangedError):
                     await self._deployments.refresh()
-                if attempt == self._config.max_occ_retries:
+                conflicts += 1
+                if conflicts > self._config.max_occ_retries:
                     raise OccConflictError(
-                        f"{spec.path}: gave up after {attempt + 1} attempts; documents it reads "
+                        f"{spec.path}: gave up after {conflicts} attempts; documents it reads "
                         "are being changed concurrently (OCC conflict)"
                     ) from None
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, 0.2)
-        raise AssertionError("unreachable")
+            except UnavailableError:
+                if time.monotonic() > unavailable_until:
+                    raise
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 0.2)
 
     async def _mutation_attempt(
         self,
         spec: FunctionSpec,
         args: dict[str, Any],
         identity: Identity,
-        idempotency_key: str | None,
+        idempotency_key: str,
+        *,
+        generated_key: bool,
     ) -> MutationResult:
         # The deployment may have changed since the first attempt: use the live one,
         # and check the arguments against its validator.
@@ -284,7 +300,7 @@ class FunctionRunner:
                 writes = tx.document_writes()
                 snapshot_ts = snapshot.ts
         result_json = json.dumps(to_json(value), separators=(",", ":"))
-        if not writes and idempotency_key is None:
+        if not writes and generated_key:
             return MutationResult(value, snapshot_ts, lines)
         outcome = await self._committer.commit(
             CommitRequest(

@@ -11,9 +11,11 @@ A snapshot is a pooled connection inside a ``REPEATABLE READ READ ONLY``
 transaction whose first statement reads ``max(commit_log.ts)``: batches commit
 one at a time in ts order, so that transaction sees exactly the commits <= ts.
 
-A batch is one transaction sent in one round trip (pipeline mode): the epoch
-check first, then one set-wise statement per kind of row (``unnest`` of arrays),
-then COMMIT. psycopg errors are translated here, once, by SQLSTATE class.
+A batch is one statement, so one round trip and one transaction: its rows are
+collapsed to their final state in Python, then written set-wise (``unnest`` of
+one array per column) by data-modifying CTEs that all depend on the leader
+epoch row, locked FOR SHARE only while it still holds the batch's epoch.
+psycopg errors are translated here, once, by SQLSTATE class.
 """
 
 from __future__ import annotations
@@ -47,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: ``pg_advisory_xact_lock`` key serialising migrations ("SYNCLINE" in ASCII).
 _MIGRATION_LOCK_KEY = 0x53594E434C494E45
-#: SQLSTATE raised by ``syncline_check_epoch`` when the batch's leader was deposed.
-_FENCED_SQLSTATE = "SL001"
 #: Index entries per statement when an index is backfilled.
 _BACKFILL_CHUNK = 10_000
 
@@ -82,21 +82,6 @@ _MIGRATIONS: list[tuple[int, LiteralString]] = [
             singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
             epoch bigint NOT NULL);
         INSERT INTO leader_epoch(epoch) VALUES (0);
-        -- The first statement of a fenced batch. FOR SHARE holds the row until the
-        -- batch ends, so acquire_epoch's UPDATE waits for an in-flight batch, and
-        -- the error aborts the rest of the pipeline before it writes anything.
-        CREATE FUNCTION syncline_check_epoch(expected bigint) RETURNS void
-        LANGUAGE plpgsql AS $$
-        DECLARE
-            current bigint;
-        BEGIN
-            SELECT epoch INTO current FROM leader_epoch FOR SHARE;
-            IF current IS DISTINCT FROM expected THEN
-                RAISE EXCEPTION 'leader epoch % is no longer current (now %)', expected, current
-                    USING ERRCODE = 'SL001';
-            END IF;
-        END;
-        $$;
         """,
     ),
 ]
@@ -116,36 +101,60 @@ _SCAN_SQL: dict[tuple[bool, bool], LiteralString] = {
 _BEGIN_SNAPSHOT = (
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT COALESCE(MAX(ts), 0) FROM commit_log"
 )
-_UPSERT_DOCUMENTS = """
+
+# A whole batch in one statement: the server runs it to COMMIT without waiting
+# for the client, so a leader that stalls (SIGSTOP, a long pause) can never sit
+# inside the transaction holding the epoch row. Every write joins ``fence``, the
+# leader_epoch row locked FOR SHARE when it still holds the batch's epoch: with
+# another epoch, fence is empty and nothing is written. The lock is taken before
+# any row is written and held to COMMIT, so acquire_epoch's UPDATE waits for a
+# batch in flight. Rows are collapsed first, so no row is touched twice.
+_WRITE_BATCH = """
+WITH fence AS (
+    SELECT epoch FROM leader_epoch
+    WHERE %(epoch)s::bigint IS NULL OR epoch = %(epoch)s::bigint
+    FOR SHARE
+),
+deleted_documents AS (
+    DELETE FROM documents d USING fence WHERE d.id = ANY(%(deleted)s::text[])
+),
+upserted_documents AS (
     INSERT INTO documents(id, table_number, ts, value)
     SELECT u.id, u.table_number, u.ts, u.value::jsonb
-    FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::text[])
-        AS u(id, table_number, ts, value)
+    FROM fence, unnest(%(doc_ids)s::text[], %(doc_tables)s::integer[], %(doc_ts)s::bigint[],
+                       %(doc_values)s::text[]) AS u(id, table_number, ts, value)
     ON CONFLICT (id) DO UPDATE SET
         table_number = excluded.table_number, ts = excluded.ts, value = excluded.value
-"""
-_DELETE_DOCUMENTS = "DELETE FROM documents WHERE id = ANY(%s::text[])"
-_DELETE_KEYS = """
+),
+deleted_keys AS (
     DELETE FROM index_entries e
-    USING unnest(%s::integer[], %s::bytea[]) AS d(index_id, key)
-    WHERE e.index_id = d.index_id AND e.key = d.key
-"""
-_UPSERT_KEYS = """
+    USING fence, unnest(%(absent_indexes)s::integer[], %(absent_keys)s::bytea[]) AS a(index_id, key)
+    WHERE e.index_id = a.index_id AND e.key = a.key
+),
+upserted_keys AS (
     INSERT INTO index_entries(index_id, key, id)
-    SELECT * FROM unnest(%s::integer[], %s::bytea[], %s::text[])
+    SELECT u.index_id, u.key, u.id
+    FROM fence, unnest(%(key_indexes)s::integer[], %(keys)s::bytea[], %(key_ids)s::text[])
+        AS u(index_id, key, id)
     ON CONFLICT (index_id, key) DO UPDATE SET id = excluded.id
+),
+commits AS (
+    INSERT INTO commit_log(ts, writes)
+    SELECT u.ts, u.writes
+    FROM fence, unnest(%(commit_ts)s::bigint[], %(commit_keys)s::bytea[]) AS u(ts, writes)
+),
+requests AS (
+    INSERT INTO idempotency(key, ts, result)
+    SELECT u.key, u.ts, u.result
+    FROM fence, unnest(%(request_keys)s::text[], %(request_ts)s::bigint[],
+                       %(request_results)s::text[]) AS u(key, ts, result)
+)
+SELECT count(*) FROM fence
 """
 _INSERT_KEYS = """
     INSERT INTO index_entries(index_id, key, id)
     SELECT * FROM unnest(%s::integer[], %s::bytea[], %s::text[])
 """
-_INSERT_COMMITS = (
-    "INSERT INTO commit_log(ts, writes) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
-)
-_INSERT_IDEMPOTENCY = (
-    "INSERT INTO idempotency(key, ts, result) "
-    "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[])"
-)
 
 _UNAVAILABLE_SQLSTATES = frozenset(
     {
@@ -168,15 +177,12 @@ def translate_error(exc: Exception, what: str) -> SynclineError:
 
     Classified by SQLSTATE: connection errors (class 08, or a client-side
     failure with no SQLSTATE), server shutdown, pool timeouts and serialization
-    failures are retryable :class:`UnavailableError`; a fenced batch is
-    :class:`FencedError`; anything else is a generic error, logged here.
+    failures are retryable :class:`UnavailableError`; anything else is a
+    generic error, logged here.
     """
     if isinstance(exc, PoolTimeout | PoolClosed):
         return UnavailableError(f"PostgreSQL is unavailable ({what}): no connection")
     sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
-    if sqlstate == _FENCED_SQLSTATE:
-        assert isinstance(exc, psycopg.Error)
-        return FencedError(exc.diag.message_primary or "the leader epoch is no longer current")
     if sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES):
         return UnavailableError(f"PostgreSQL is unavailable ({what}): SQLSTATE {sqlstate}")
     if sqlstate is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
@@ -210,33 +216,6 @@ async def _check_idle_connection(conn: Connection) -> None:
         quiet = False  # closed, or no poll() on this platform: check the slow way
     if not quiet:
         await AsyncConnectionPool.check_connection(conn)
-
-
-async def _pipeline_transaction(
-    conn: Connection, statements: Sequence[tuple[LiteralString, Sequence[Any]]]
-) -> None:
-    """Run ``statements`` in one transaction, sent together in one round trip.
-
-    On error raises the first failed statement's error: the server skipped every
-    later statement, COMMIT included, and the transaction is rolled back.
-    """
-    first: psycopg.Error | None = None
-    try:
-        async with conn.pipeline():
-            try:
-                await conn.execute("BEGIN")
-                for sql, params in statements:
-                    await conn.execute(sql, params)
-                await conn.execute("COMMIT")
-            except psycopg.Error as exc:
-                # psycopg reports a failure as soon as it reads it; keep it and let
-                # the pipeline collect the skipped statements' results quietly.
-                first = exc
-    except psycopg.Error as exc:
-        first = first or exc
-    if first is not None:
-        await _rollback_quietly(conn)
-        raise first
 
 
 async def _configure(conn: Connection) -> None:
@@ -440,7 +419,9 @@ class PostgresStorage:
     def snapshot(self) -> _SnapshotContext:
         return _SnapshotContext(self)
 
-    async def _fetch(self, what: str, sql: LiteralString, params: Sequence[Any] = ()) -> list[Any]:
+    async def _fetch(
+        self, what: str, sql: LiteralString, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[Any]:
         async with self._connection(what) as conn:
             cur = await conn.execute(sql, params)
             return await cur.fetchall()
@@ -496,79 +477,43 @@ class PostgresStorage:
         return int(rows[0][0])
 
     async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
-        """Persist commits atomically and durably, in order, in one round trip.
+        """Persist commits atomically and durably, in order, in one statement.
 
-        Statements, all sent together: BEGIN, the epoch check (with ``epoch``),
-        at most one upsert and one delete of documents, one delete and one upsert
-        of index entries, one insert of commit-log rows and one of request keys,
-        COMMIT. Rows are collapsed to their final state first, so no statement
-        touches a row twice.
+        The batch is collapsed to the final state of each document and index key,
+        then sent as one statement (``_WRITE_BATCH``) with one array per column:
+        one round trip, one implicit transaction, whatever the batch's size.
         """
-        collapsed = collapse_batch(batch)
-        upserts = [
-            (doc_id, doc.table_number, doc.ts, doc.value)
-            for doc_id, doc in collapsed.documents.items()
-            if doc.value is not None
-        ]
-        deletes = [doc_id for doc_id, doc in collapsed.documents.items() if doc.value is None]
-        absent = [key for key, doc_id in collapsed.index_entries.items() if doc_id is None]
-        present = [
-            (index_id, key, doc_id)
-            for (index_id, key), doc_id in collapsed.index_entries.items()
-            if doc_id is not None
-        ]
-        requests = [(e.ts, e.idempotency) for e in batch if e.idempotency is not None]
-
-        statements: list[tuple[LiteralString, Sequence[Any]]] = []
-        if epoch is not None:
-            statements.append(("SELECT syncline_check_epoch(%s)", (epoch,)))
-        if upserts:
-            statements.append(
-                (
-                    _UPSERT_DOCUMENTS,
-                    (
-                        [doc_id for doc_id, _, _, _ in upserts],
-                        [table for _, table, _, _ in upserts],
-                        [ts for _, _, ts, _ in upserts],
-                        [encode_jsonb_document(value) for _, _, _, value in upserts],
-                    ),
-                )
-            )
-        if deletes:
-            statements.append((_DELETE_DOCUMENTS, (deletes,)))
-        if absent:
-            statements.append((_DELETE_KEYS, ([i for i, _ in absent], [k for _, k in absent])))
-        if present:
-            statements.append(
-                (
-                    _UPSERT_KEYS,
-                    (
-                        [index_id for index_id, _, _ in present],
-                        [key for _, key, _ in present],
-                        [doc_id for _, _, doc_id in present],
-                    ),
-                )
-            )
-        if batch:
-            commit_keys = [
-                encode_commit_keys(k for w in e.writes for k in w.written_keys()) for e in batch
-            ]
-            statements.append((_INSERT_COMMITS, ([e.ts for e in batch], commit_keys)))
-        if requests:
-            statements.append(
-                (
-                    _INSERT_IDEMPOTENCY,
-                    (
-                        [record.key for _, record in requests],
-                        [ts for ts, _ in requests],
-                        [record.result_json for _, record in requests],
-                    ),
-                )
-            )
-        if not statements:
+        if not batch:
             return
-        async with self._connection("write_batch") as conn:
-            await _pipeline_transaction(conn, statements)
+        collapsed = collapse_batch(batch)
+        documents = [(i, d) for i, d in collapsed.documents.items()]
+        keys = list(collapsed.index_entries.items())
+        requests = [(e.ts, e.idempotency) for e in batch if e.idempotency is not None]
+        params: dict[str, Any] = {
+            "epoch": epoch,
+            "deleted": [doc_id for doc_id, doc in documents if doc.value is None],
+            "doc_ids": [doc_id for doc_id, doc in documents if doc.value is not None],
+            "doc_tables": [doc.table_number for _, doc in documents if doc.value is not None],
+            "doc_ts": [doc.ts for _, doc in documents if doc.value is not None],
+            "doc_values": [
+                encode_jsonb_document(doc.value) for _, doc in documents if doc.value is not None
+            ],
+            "absent_indexes": [index_id for (index_id, _), doc_id in keys if doc_id is None],
+            "absent_keys": [key for (_, key), doc_id in keys if doc_id is None],
+            "key_indexes": [index_id for (index_id, _), doc_id in keys if doc_id is not None],
+            "keys": [key for (_, key), doc_id in keys if doc_id is not None],
+            "key_ids": [doc_id for _, doc_id in keys if doc_id is not None],
+            "commit_ts": [e.ts for e in batch],
+            "commit_keys": [
+                encode_commit_keys(k for w in e.writes for k in w.written_keys()) for e in batch
+            ],
+            "request_keys": [record.key for _, record in requests],
+            "request_ts": [ts for ts, _ in requests],
+            "request_results": [record.result_json for _, record in requests],
+        }
+        rows = await self._fetch("write_batch", _WRITE_BATCH, params)
+        if rows[0][0] == 0:
+            raise FencedError(f"leader epoch {epoch} is no longer current")
 
     async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
         async with self._connection("prune") as conn, conn.transaction():

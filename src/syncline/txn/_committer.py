@@ -20,7 +20,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from syncline._errors import CatalogChangedError, FencedError, OccConflictError, SynclineError
+from syncline._errors import (
+    CatalogChangedError,
+    FencedError,
+    OccConflictError,
+    SynclineError,
+    UnavailableError,
+)
 from syncline.storage import CommitEntry, DocumentWrite, IdempotencyRecord, Storage
 from syncline.txn._intervals import ReadSet, sorted_keys_by_index
 from syncline.txn._window import WriteWindow
@@ -212,18 +218,17 @@ class Committer:
                 try:
                     async with self._exclusive:
                         await self._commit_batch(batch)
-                except Exception:
+                except Exception as exc:
                     # Never let one bad batch stop every later commit.
-                    log.exception("committer batch failed unexpectedly")
+                    log.error("committer batch failed: %r", exc)
                     for pending in batch:
-                        _answer(pending, SynclineError("the commit failed; it was not applied"))
+                        _answer(pending, _outcome_unknown())
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         accepted: list[tuple[_Pending, CommitEntry]] = []
         keys_in_batch: dict[str, CommitOutcome] = {}
         # Answered only once the first request with their key is durable.
         duplicates: list[tuple[_Pending, str]] = []
-        base_ts = self._last_ts
         for pending in batch:
             request = pending.request
             key = request.idempotency_key
@@ -269,16 +274,14 @@ class Committer:
             self._queue.clear()
             self._on_fenced()
             return
-        except Exception:
-            # Nothing of the batch is durable: forget it and fail every caller.
-            self._window.remove_after(base_ts)
-            self._last_ts = base_ts
-            log.exception("commit batch of %d failed", len(accepted))
+        except Exception as exc:
+            # The storage failed mid-write (e.g. PostgreSQL restarted): the batch may
+            # or may not have landed. Its ts are never reused and its keys stay in the
+            # window; callers retry with the same idempotency keys, which return the
+            # first outcome if it did land.
+            log.error("commit batch of %d failed: %r", len(accepted), exc)
             for pending in [p for p, _ in accepted] + [p for p, _ in duplicates]:
-                _answer(
-                    pending,
-                    SynclineError("the commit could not be made durable; it was not applied"),
-                )
+                _answer(pending, _outcome_unknown())
             return
         for pending, entry in accepted:
             outcome = CommitOutcome(entry.ts, pending.request.result_json)
@@ -306,3 +309,10 @@ def _answer(pending: _Pending, result: CommitOutcome | BaseException) -> None:
         pending.future.set_exception(result)
     else:
         pending.future.set_result(result)
+
+
+def _outcome_unknown() -> UnavailableError:
+    return UnavailableError(
+        "storage failed while the commit was being written; its outcome is unknown "
+        "(retrying with the same request is safe)"
+    )
