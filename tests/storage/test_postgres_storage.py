@@ -549,6 +549,16 @@ async def test_catalog_tables_indexes_and_meta(storage: PostgresStorage, pg_dsn:
     assert await storage.get_meta("m") == "2"
 
 
+async def test_index_backfill_in_chunks(
+    storage: PostgresStorage, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_postgres, "_BACKFILL_CHUNK", 2)
+    entries = [(bytes([i]), f"d{i}") for i in range(5)]
+    index = await storage.create_index(1, "by_x", ("x",), entries)
+    rows = await sql(pg_dsn, "SELECT index_id, key, id FROM index_entries ORDER BY key")
+    assert rows == [(index.index_id, key, doc_id) for key, doc_id in entries]
+
+
 async def test_concurrent_create_table_agrees_on_numbers(pg_dsn: str) -> None:
     async with PostgresStorage(pg_dsn, pool_min=1) as a, PostgresStorage(pg_dsn, pool_min=1) as b:
         made = await asyncio.gather(

@@ -432,12 +432,11 @@ class PostgresStorage:
 
     async def load_catalog(self) -> Catalog:
         async with self._connection("load_catalog") as conn:
-            async with conn.pipeline():
-                tables = await conn.execute("SELECT table_number, name FROM tables")
-                indexes = await conn.execute(
-                    "SELECT index_id, table_number, name, fields FROM indexes ORDER BY index_id"
-                )
+            tables = await conn.execute("SELECT table_number, name FROM tables")
             table_rows = await tables.fetchall()
+            indexes = await conn.execute(
+                "SELECT index_id, table_number, name, fields FROM indexes ORDER BY index_id"
+            )
             index_rows = await indexes.fetchall()
         catalog = Catalog()
         for number, name in sorted(table_rows):
@@ -486,7 +485,7 @@ class PostgresStorage:
         if not batch:
             return
         collapsed = collapse_batch(batch)
-        documents = [(i, d) for i, d in collapsed.documents.items()]
+        documents = list(collapsed.documents.items())
         keys = list(collapsed.index_entries.items())
         requests = [(e.ts, e.idempotency) for e in batch if e.idempotency is not None]
         params: dict[str, Any] = {
@@ -560,18 +559,16 @@ class PostgresStorage:
             row = await cur.fetchone()
             assert row is not None
             index_id = int(row[0])
-            if entries:
-                async with conn.pipeline():
-                    for start in range(0, len(entries), _BACKFILL_CHUNK):
-                        chunk = entries[start : start + _BACKFILL_CHUNK]
-                        await conn.execute(
-                            _INSERT_KEYS,
-                            (
-                                [index_id] * len(chunk),
-                                [key for key, _ in chunk],
-                                [doc_id for _, doc_id in chunk],
-                            ),
-                        )
+            for start in range(0, len(entries), _BACKFILL_CHUNK):
+                chunk = entries[start : start + _BACKFILL_CHUNK]
+                await conn.execute(
+                    _INSERT_KEYS,
+                    (
+                        [index_id] * len(chunk),
+                        [key for key, _ in chunk],
+                        [doc_id for _, doc_id in chunk],
+                    ),
+                )
             return IndexMeta(index_id, table_number, name, fields)
 
     async def drop_index(self, index_id: int) -> None:
