@@ -13,6 +13,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+# Imported here, on the importing thread, rather than lazily on kazoo's threads:
+# CPython 3.11 can fail ("AST constructor recursion depth mismatch") when two
+# threads compile modules at once.
+import kazoo.handlers.threading
+import kazoo.protocol.connection
+import kazoo.recipe.election
+import kazoo.recipe.lock  # noqa: F401
 from kazoo.client import KazooClient, KazooState
 
 from syncline._errors import UnavailableError

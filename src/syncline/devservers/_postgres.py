@@ -186,7 +186,16 @@ class LocalPostgres(LocalServer):
     async def restart(self, mode: StopMode = "immediate") -> None:
         """Stop in ``mode`` and start again; ``immediate`` makes the start a crash recovery."""
         await self.stop(mode)
-        await self.start()
+        # Seen here, rarely: the postmaster started right after an immediate stop dies
+        # with SIGSEGV before it is ready. A second start recovers normally.
+        for attempt in range(3):
+            try:
+                await self.start()
+                return
+            except DevServerError as exc:
+                if attempt == 2 or "exited with status -" not in str(exc):
+                    raise
+                await asyncio.sleep(0.2)
 
     def kill(self) -> None:
         """SIGKILL the postmaster and its worker processes, as a crash would."""
