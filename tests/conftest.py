@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
+
+# Tests fork servers (PostgreSQL, ZooKeeper, syncline) while gRPC channels are busy
+# on other threads; gRPC's fork handlers then crash the child before it execs.
+# Children here always exec at once, so the handlers are not needed.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import pytest
 

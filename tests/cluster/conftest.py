@@ -33,6 +33,7 @@ class TxnProcess:
 
     def __init__(self, pg_dsn: str, zk_hosts: str, log_path: Path) -> None:
         self.port = free_port()
+        self.http_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self._args = [
             sys.executable,

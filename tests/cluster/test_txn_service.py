@@ -7,6 +7,7 @@ import random
 import signal
 import time
 
+import aiohttp
 import pytest
 
 from syncline import AppError
@@ -216,3 +217,18 @@ async def test_zookeeper_outage_expires_the_leader_and_a_leader_returns(
     recovered = await _run_fault(make_runner, outage)
     await txn_cluster.leader()
     print(f"ZooKeeper outage: commits resumed in {recovered:.2f} s after it began")
+
+
+async def test_health_and_readiness(txn_cluster: TxnCluster) -> None:
+    leader = await txn_cluster.leader()
+    standby = next(node for node in txn_cluster.nodes if node is not leader)
+    async with aiohttp.ClientSession() as http:
+        for node, ready in ((leader, 200), (standby, 503)):
+            async with http.get(f"http://127.0.0.1:{node.http_port}/readyz") as response:
+                assert response.status == ready
+                body = await response.json()
+                assert body["role"] == ("leader" if node is leader else "standby")
+            async with http.get(f"http://127.0.0.1:{node.http_port}/healthz") as response:
+                assert response.status == 200
+    health = await leader.health()
+    assert health is not None and health.epoch > 0 and health.role == "leader"

@@ -1,5 +1,11 @@
 """The cluster: the txn service, leader election, and committing through the leader."""
 
+import os
+
+# Processes that use gRPC may also start servers (local clusters, tests); gRPC's fork
+# handlers can crash such a child before it execs. Set before grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._remote import RemoteCommitter
