@@ -46,6 +46,8 @@ class TxnProcess:
             zk_hosts,
             "--port",
             str(self.port),
+            "--http-port",
+            str(self.http_port),
             "--session-timeout",
             str(SESSION_TIMEOUT_SECONDS),
         ]
