@@ -19,7 +19,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,35 +180,84 @@ def machine_busy_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / _CLOCK_TICKS
 
 
+def child_pids() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process on the machine, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The parent pid is the second field after the parenthesised command name.
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (e.g. a PostgreSQL postmaster and its backends)."""
+    children = child_pids()
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def _cpu_by_pid(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds of each pid still running (vanished ones are left out)."""
+    cpu = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            cpu[pid] = process_cpu_seconds(pid)
+    return cpu
+
+
 class CpuMeter:
-    """CPU used by the server, by this process and by anything else over an interval.
+    """CPU used by the server(s), by this process and by anything else over an interval.
+
+    ``servers`` is one server pid (reported as ``server_cpu_pct``) or a mapping
+    from a name to a pid (each reported as ``<name>_cpu_pct``). With
+    ``with_descendants`` a server's figure includes its child processes alive at
+    the end of the interval (PostgreSQL's backends; a child that exits during
+    the interval is not counted).
 
     "Other" is everything else on the machine (e.g. a test suite running
     meanwhile); when it is high the figures are not representative.
     """
 
-    def __init__(self, server_pid: int) -> None:
-        self._pid = server_pid
+    def __init__(self, servers: int | Mapping[str, int], *, with_descendants: bool = False) -> None:
+        self._servers = {"server": servers} if isinstance(servers, int) else dict(servers)
+        self._with_descendants = with_descendants
         self._start = self._sample()
 
-    def _sample(self) -> tuple[float, float, float, float]:
-        return (
-            time.perf_counter(),
-            process_cpu_seconds(self._pid),
-            own_cpu_seconds(),
-            machine_busy_cpu_seconds(),
-        )
+    def _sample(self) -> tuple[float, dict[str, dict[int, float]], float, float]:
+        per_server = {
+            name: _cpu_by_pid(process_tree(pid) if self._with_descendants else [pid])
+            for name, pid in self._servers.items()
+        }
+        return time.perf_counter(), per_server, own_cpu_seconds(), machine_busy_cpu_seconds()
 
     def stop(self) -> dict[str, float]:
         """Percent of one core used by each side since the meter started."""
-        end = self._sample()
-        wall, server, client, machine = (e - s for e, s in zip(end, self._start, strict=True))
-        other = max(0.0, machine - server - client)
-        return {
-            "server_cpu_pct": 100 * server / wall,
-            "client_cpu_pct": 100 * client / wall,
-            "other_cpu_pct": 100 * other / wall,
-        }
+        end_wall, end_servers, end_client, end_machine = self._sample()
+        start_wall, start_servers, start_client, start_machine = self._start
+        wall = end_wall - start_wall
+        result = {}
+        for name, end in end_servers.items():
+            start = start_servers[name]
+            # A process started during the interval counts from zero.
+            seconds = sum(cpu - start.get(pid, 0.0) for pid, cpu in end.items())
+            result[f"{name}_cpu_pct"] = 100 * seconds / wall
+        client = end_client - start_client
+        servers = sum(result.values()) * wall / 100
+        other = max(0.0, end_machine - start_machine - servers - client)
+        result["client_cpu_pct"] = 100 * client / wall
+        result["other_cpu_pct"] = 100 * other / wall
+        return result
 
 
 # -- statistics --------------------------------------------------------------
