@@ -4,13 +4,17 @@ Storage holds the latest version of each document, the index entries, the
 commit log and the catalog. Reads happen in a :class:`Snapshot`, a consistent
 view that knows its ts; writes arrive as whole batches of commits from the
 committer and are durable when ``write_batch`` returns.
+
+A backend may also offer :class:`CommitNotifier`, an optional capability: a
+stream of wake-ups as commits land (PostgreSQL ``LISTEN``). Readers without it
+(or between wake-ups) poll ``max_ts``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Document = dict[str, Any]
 
@@ -160,6 +164,10 @@ class Storage(Protocol):
         """Increment the stored leader epoch and return it: fences every older leader."""
         ...
 
+    async def find_idempotent_many(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """The (ts, result JSON) recorded for each of ``keys`` that has one: one round trip."""
+        ...
+
     async def find_idempotent(self, key: str) -> tuple[int, str] | None:
         """The (ts, result JSON) recorded for a request key, if any."""
         ...
@@ -181,6 +189,24 @@ class Storage(Protocol):
     async def get_meta(self, key: str) -> str | None: ...
 
     async def set_meta(self, key: str, value: str) -> None: ...
+
+
+@runtime_checkable
+class CommitNotifier(Protocol):
+    """Optional storage capability: wake-ups as commits become visible.
+
+    Check for it with ``isinstance(storage, CommitNotifier)``.
+    """
+
+    def commit_notifications(self) -> AsyncGenerator[int, None]:
+        """Yield a ts whenever commits up to it are visible to new snapshots.
+
+        Only a wake-up: a notification may be coalesced, lost across a
+        reconnect (the iterator then yields the current max ts), or arrive for a
+        ts already seen. The iterator reconnects by itself and ends only when
+        closed.
+        """
+        ...
 
 
 class SnapshotContext(Protocol):

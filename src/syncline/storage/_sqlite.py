@@ -235,6 +235,17 @@ class SqliteStorage:
             )
         return catalog
 
+    async def find_idempotent_many(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, ts, result in self._read(
+                f"SELECT key, ts, result FROM idempotency WHERE key IN ({marks})", chunk
+            ):
+                found[key] = (int(ts), str(result))
+        return found
+
     async def find_idempotent(self, key: str) -> tuple[int, str] | None:
         rows = self._read("SELECT ts, result FROM idempotency WHERE key = ?", (key,))
         return (rows[0][0], rows[0][1]) if rows else None

@@ -229,6 +229,15 @@ class Committer:
         keys_in_batch: dict[str, CommitOutcome] = {}
         # Answered only once the first request with their key is durable.
         duplicates: list[tuple[_Pending, str]] = []
+        # Keys that committed earlier (a retry; possibly under a previous leader), found
+        # with one storage round trip for the whole batch.
+        unknown = [
+            p.request.idempotency_key
+            for p in batch
+            if p.request.idempotency_key is not None
+            and p.request.idempotency_key not in self._recent
+        ]
+        stored = await self._storage.find_idempotent_many(unknown) if unknown else {}
         for pending in batch:
             request = pending.request
             key = request.idempotency_key
@@ -236,10 +245,12 @@ class Committer:
                 duplicates.append((pending, key))
                 continue
             if key is not None:
-                # Queued while an earlier batch with this key was being written.
-                earlier = await self.find_idempotent(key)
+                earlier = self._recent.get(key)
+                found = stored.get(key)
+                if earlier is None and found is not None:
+                    earlier = CommitOutcome(found[0], found[1])
                 if earlier is not None:
-                    _answer(pending, earlier)
+                    _answer(pending, CommitOutcome(earlier.ts, earlier.result_json, True))
                     continue
             if (
                 request.catalog_version is not None

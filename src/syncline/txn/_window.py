@@ -68,6 +68,8 @@ class WriteWindow:
                 f"snapshot {snapshot_ts} is older than the committer's window ({self._floor_ts})",
                 None,
             )
+        if len(read_set) == 0:
+            return None  # read nothing, so nothing written since can conflict
         # Newest first: a conflict is most likely with a recent commit.
         for entry in reversed(self._entries):
             if entry.ts <= snapshot_ts:
