@@ -35,13 +35,22 @@ def load_config(argv: list[str] | None = None) -> tuple[TxnConfig, str]:
     parser.add_argument("--http-port", type=int, default=int(_env("TXN_HTTP_PORT") or 0) or None)
     parser.add_argument("--advertise-host", default=_env("TXN_ADVERTISE_HOST"))
     parser.add_argument(
-        "--session-timeout", type=float, default=float(_env("ZK_SESSION_TIMEOUT") or 6.0),
+        "--session-timeout",
+        type=float,
+        default=float(_env("ZK_SESSION_TIMEOUT") or 6.0),
         help="ZooKeeper session timeout in seconds (bounds failover time)",
     )
     parser.add_argument("--max-batch", type=int, default=int(_env("TXN_MAX_BATCH") or 512))
     args = parser.parse_args(argv)
-    missing = [flag for flag, value in (("--app", args.app), ("--pg-dsn", args.pg_dsn),
-                                        ("--zk-hosts", args.zk_hosts)) if not value]
+    missing = [
+        flag
+        for flag, value in (
+            ("--app", args.app),
+            ("--pg-dsn", args.pg_dsn),
+            ("--zk-hosts", args.zk_hosts),
+        )
+        if not value
+    ]
     if missing:
         parser.error(f"missing {', '.join(missing)} (or the SYNCLINE_* environment variables)")
     config = TxnConfig(
@@ -58,7 +67,9 @@ def load_config(argv: list[str] | None = None) -> tuple[TxnConfig, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config, dsn = load_config(argv)
     asyncio.run(run_until_signalled(TxnNode(config, PostgresStorage(dsn))))
     return 0

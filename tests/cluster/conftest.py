@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,11 @@ import grpc
 import pytest
 
 from syncline.app import load_app
-from syncline.cluster import ClusterDeployments, RemoteCommitter
+from syncline.cluster import ClusterDeployments, RemoteCommitter, SyncConfig, SyncNode
 from syncline.devservers import free_port
 from syncline.runtime import ANONYMOUS, FunctionRunner
 from syncline.storage import PostgresStorage
+from syncline.sync import decode_ts
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -28,29 +31,25 @@ BANK = Path(__file__).resolve().parent / "apps" / "bank"
 SESSION_TIMEOUT_SECONDS = 2.0
 
 
-class TxnProcess:
-    """One ``services/txn/main.py`` process, stopped by pid."""
+class ServiceProcess:
+    """One ``services/<name>/main.py`` process, stopped by pid."""
 
-    def __init__(self, pg_dsn: str, zk_hosts: str, log_path: Path) -> None:
+    def __init__(
+        self, service: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.http_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self._args = [
             sys.executable,
-            str(ROOT / "services" / "txn" / "main.py"),
-            "--app",
-            str(BANK),
-            "--pg-dsn",
-            pg_dsn,
-            "--zk-hosts",
-            zk_hosts,
+            str(ROOT / "services" / service / "main.py"),
+            *args,
             "--port",
             str(self.port),
             "--http-port",
             str(self.http_port),
-            "--session-timeout",
-            str(SESSION_TIMEOUT_SECONDS),
         ]
+        self._env = env or {}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +59,7 @@ class TxnProcess:
                 self._args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **self._env, "PYTHONUNBUFFERED": "1"},
             )
 
     def signal(self, sig: int) -> None:
@@ -72,15 +71,18 @@ class TxnProcess:
         if self.process is not None:
             self.process.wait(10)
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 15 s; the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -91,6 +93,13 @@ class TxnProcess:
                 return await pb_grpc.HealthStub(channel).Check(pb.HealthRequest(), timeout=1.0)
             except grpc.aio.AioRpcError:
                 return None
+
+
+class TxnProcess(ServiceProcess):
+    def __init__(self, pg_dsn: str, zk_hosts: str, log_path: Path) -> None:
+        args = ["--app", str(BANK), "--pg-dsn", pg_dsn, "--zk-hosts", zk_hosts]
+        args += ["--session-timeout", str(SESSION_TIMEOUT_SECONDS)]
+        super().__init__("txn", args, log_path)
 
 
 class TxnCluster:
@@ -171,3 +180,220 @@ async def make_runner(
     for storage, committer in opened:
         await committer.close()
         await storage.close()
+
+
+# -- sync nodes and sync-protocol clients --------------------------------------------------
+
+
+SyncNodeFactory = Callable[..., Awaitable[SyncNode]]
+
+
+@pytest.fixture
+async def make_sync_node(
+    pg_dsn: str, zk_hosts: str, txn_cluster: TxnCluster
+) -> AsyncIterator[SyncNodeFactory]:
+    """Start in-process sync nodes on the bank app (keyword arguments override SyncConfig)."""
+    nodes: list[SyncNode] = []
+
+    async def make(**overrides: Any) -> SyncNode:
+        settings: dict[str, Any] = {
+            "app_dir": BANK,
+            "zk_hosts": zk_hosts,
+            "session_timeout_seconds": SESSION_TIMEOUT_SECONDS,
+            "membership_interval_seconds": 0.2,
+            **overrides,
+        }
+        node = SyncNode(SyncConfig(**settings), PostgresStorage(pg_dsn, pool_min=1, pool_max=8))
+        nodes.append(node)
+        await node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        await node.close()
+
+
+SyncProcessFactory = Callable[..., Awaitable[ServiceProcess]]
+
+
+@pytest.fixture
+async def sync_process(
+    request: pytest.FixtureRequest,
+    pg_dsn: str,
+    zk_hosts: str,
+    txn_cluster: TxnCluster,
+    tmp_path: Path,
+) -> AsyncIterator[SyncProcessFactory]:
+    """Start ``services/sync/main.py`` processes on the bank app, serving when returned.
+
+    Positional arguments are extra flags; ``env`` extra environment variables.
+    """
+    processes: list[ServiceProcess] = []
+
+    async def start(*flags: str, env: dict[str, str] | None = None) -> ServiceProcess:
+        args = ["--app", str(BANK), "--pg-dsn", pg_dsn, "--zk-hosts", zk_hosts]
+        args += ["--session-timeout", str(SESSION_TIMEOUT_SECONDS), *flags]
+        process = ServiceProcess("sync", args, tmp_path / f"sync{len(processes)}.log", env)
+        processes.append(process)
+        process.start()
+        deadline = time.monotonic() + 30
+        while True:
+            health = await process.health()
+            if health is not None and health.status == pb.HealthResponse.SERVING:
+                return process
+            exited = process.process is not None and process.process.poll() is not None
+            if time.monotonic() > deadline or exited:
+                raise AssertionError(f"the sync process did not serve:\n{process.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            for i, process in enumerate(processes):
+                print(f"--- sync{i} log ---\n{process.log()[-6000:]}")
+
+
+class SyncClient:
+    """One ``Sync.Session`` stream speaking Convex's sync protocol as JSON frames.
+
+    A reader task collects every frame but Pings; ``values`` holds each query's
+    latest value from the Transitions seen so far, ``ts`` the last Transition's ts.
+    """
+
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.aio.insecure_channel(address)
+        self._call = pb_grpc.SyncStub(self._channel).Session()
+        self.session_id = str(uuid.uuid4())
+        self.received: list[dict[str, Any]] = []
+        self.values: dict[int, Any] = {}
+        self.ts = 0
+        self.status: grpc.StatusCode | None = None
+        """How the stream ended (None: still open)."""
+        self._query_set_version = 0
+        self._next_request_id = 0
+        self._arrived = asyncio.Condition()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self._call.read()
+                if message is grpc.aio.EOF:
+                    break
+                frame = json.loads(message.json)
+                if frame["type"] == "Ping":
+                    continue
+                if frame["type"] == "Transition":
+                    self.ts = decode_ts(frame["endVersion"]["ts"], "ts")
+                    for mod in frame["modifications"]:
+                        if mod["type"] == "QueryUpdated":
+                            self.values[mod["queryId"]] = mod["value"]
+                async with self._arrived:
+                    self.received.append(frame)
+                    self._arrived.notify_all()
+            self.status = await self._call.code()
+        except grpc.aio.AioRpcError as exc:
+            self.status = exc.code()
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self._call.write(pb.ClientFrame(json=json.dumps(frame)))
+
+    async def connect(self) -> None:
+        await self.send(
+            {
+                "type": "Connect",
+                "sessionId": self.session_id,
+                "connectionCount": 0,
+                "lastCloseReason": None,
+                "clientTs": 0,
+            }
+        )
+
+    async def subscribe(self, query_id: int, path: str, args: dict[str, Any]) -> None:
+        base, self._query_set_version = self._query_set_version, self._query_set_version + 1
+        await self.send(
+            {
+                "type": "ModifyQuerySet",
+                "baseVersion": base,
+                "newVersion": self._query_set_version,
+                "modifications": [
+                    {"type": "Add", "queryId": query_id, "udfPath": path, "args": [args]}
+                ],
+            }
+        )
+
+    async def mutate(self, path: str, args: dict[str, Any]) -> int:
+        request_id, self._next_request_id = self._next_request_id, self._next_request_id + 1
+        await self.send(
+            {"type": "Mutation", "requestId": request_id, "udfPath": path, "args": [args]}
+        )
+        return request_id
+
+    async def wait_until(
+        self, condition: Callable[[], bool], *, what: str, timeout: float = 15.0
+    ) -> None:
+        """Wait (deadline, no fixed sleep) until ``condition()`` holds after some frame."""
+        try:
+            async with asyncio.timeout(timeout), self._arrived:
+                await self._arrived.wait_for(lambda: condition() or self.status is not None)
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what}; got {self.received[-5:]}"
+            ) from None
+        if not condition():
+            raise AssertionError(f"the stream ended ({self.status}) before {what}")
+
+    async def wait_value(self, query_id: int, value: Any, timeout: float = 15.0) -> None:
+        await self.wait_until(
+            lambda: self.values.get(query_id) == value,
+            what=f"query {query_id} == {value!r}",
+            timeout=timeout,
+        )
+
+    async def mutation_response(self, request_id: int, timeout: float = 15.0) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            return next(
+                (
+                    f
+                    for f in self.received
+                    if f["type"] == "MutationResponse" and f["requestId"] == request_id
+                ),
+                None,
+            )
+
+        await self.wait_until(
+            lambda: find() is not None, what=f"MutationResponse {request_id}", timeout=timeout
+        )
+        response = find()
+        assert response is not None
+        return response
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.wait([self._reader], timeout=10)
+        await self._channel.close()
+
+
+SyncClientFactory = Callable[[str], Awaitable[SyncClient]]
+
+
+@pytest.fixture
+async def sync_client() -> AsyncIterator[SyncClientFactory]:
+    """Open connected ``SyncClient`` streams to a sync node address; closed after the test."""
+    clients: list[SyncClient] = []
+
+    async def open_client(address: str) -> SyncClient:
+        client = SyncClient(address)
+        clients.append(client)
+        await client.connect()
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()

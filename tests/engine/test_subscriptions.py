@@ -285,3 +285,34 @@ async def test_failed_query_reruns_when_what_it_read_changes(harness: Harness) -
     await harness.mutate("chat:join", {"name": "cy"})
     assert harness.calls["first_user"] == 2
     assert value_of(failing) == "cy"
+
+
+async def test_a_query_failed_by_storage_trouble_is_retried_without_a_commit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = harness.engine.runner
+    real_run_query = runner.run_query
+    failures = [RuntimeError("storage went away")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_run_query(*args, **kwargs)
+
+    class QuietSession:
+        def mark_dirty(self) -> None:
+            pass
+
+    monkeypatch.setattr(runner, "run_query", flaky)
+    query = harness.manager.subscribe(QuietSession(), "chat:users", {}, ANONYMOUS, None)  # type: ignore[arg-type]
+    await harness.settled(query)
+    steps = harness.manager.steps
+    assert not failures
+    # Nothing commits, yet the failed result is replaced once storage answers again.
+    await eventually(
+        lambda: query.outcome is not None and '"type":"QueryUpdated"' in query.outcome.body,
+        timeout_seconds=5,
+        what="the query to be retried",
+    )
+    assert value_of(query) == []
+    assert harness.manager.steps > steps

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import random
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,7 +109,8 @@ async def test_migrations_apply_once_when_opened_again_and_concurrently(pg_dsn: 
     try:
         await starters[0].close()
         await starters[0].open()  # reopening finds everything applied
-        assert await sql(pg_dsn, "SELECT version FROM syncline_migrations") == [(1,)]
+        versions = await sql(pg_dsn, "SELECT version FROM syncline_migrations ORDER BY version")
+        assert versions == [(v,) for v, _ in _postgres._MIGRATIONS]
         assert await sql(pg_dsn, "SELECT singleton, epoch FROM leader_epoch") == [(True, 0)]
         assert await starters[1].acquire_epoch() == 1
     finally:
@@ -121,12 +123,13 @@ async def test_an_older_database_gets_the_new_migrations(
 ) -> None:
     async with PostgresStorage(pg_dsn, pool_min=1) as storage:
         await storage.set_meta("kept", "yes")
-    upgraded = [*_postgres._MIGRATIONS, (2, "CREATE TABLE probe(x integer)")]
+    next_version = len(_postgres._MIGRATIONS) + 1
+    upgraded = [*_postgres._MIGRATIONS, (next_version, "CREATE TABLE probe(x integer)")]
     monkeypatch.setattr(_postgres, "_MIGRATIONS", upgraded)
     async with PostgresStorage(pg_dsn, pool_min=1) as storage:
         assert await storage.get_meta("kept") == "yes"
     versions = await sql(pg_dsn, "SELECT version FROM syncline_migrations ORDER BY version")
-    assert versions == [(1,), (2,)]
+    assert versions == [(v,) for v in range(1, next_version + 1)]
     assert await sql(pg_dsn, "SELECT count(*) FROM probe") == [(0,)]
 
 
@@ -604,6 +607,57 @@ async def test_storage_works_again_after_an_immediate_restart(
         assert await entries(storage) == [(b"a", "a"), (b"b", "b")]
         assert await storage.acquire_epoch() == 1
         assert len(errors) <= 4, errors
+
+
+# -- commit notifications ----------------------------------------------------------------
+
+
+async def _next(commits: AsyncGenerator[int, None], timeout: float = 10.0) -> int:
+    return await asyncio.wait_for(anext(commits), timeout)
+
+
+async def test_the_commit_trigger_fires_always_so_replicas_notify_too(pg_dsn: str) -> None:
+    async with PostgresStorage(pg_dsn, pool_min=1):
+        pass
+    rows = await sql(
+        pg_dsn,
+        "SELECT t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE c.relname = 'commit_log' AND NOT t.tgisinternal",
+    )
+    assert rows == [("A",)]
+
+
+async def test_each_commit_is_notified_with_its_ts(storage: PostgresStorage, pg_dsn: str) -> None:
+    await storage.write_batch([commit(7, insert("a", b"a"))])
+    async with contextlib.aclosing(storage.commit_notifications()) as commits:
+        assert await _next(commits) == 7  # the current max ts comes first
+        await storage.write_batch([commit(8, insert("b", b"b")), commit(9, insert("c", b"c"))])
+        assert [await _next(commits), await _next(commits)] == [8, 9]
+        # Notifications from elsewhere on the channel are not commits.
+        await sql(pg_dsn, "NOTIFY syncline_commits, 'not a ts'")
+        await storage.write_batch([commit(10, insert("d", b"d"))])
+        assert await _next(commits) == 10
+
+
+async def test_notifications_catch_up_after_a_restart(
+    postgres_server: LocalPostgres, pg_dsn: str
+) -> None:
+    async with (
+        PostgresStorage(pg_dsn, pool_min=1, acquire_timeout_seconds=5) as storage,
+        contextlib.aclosing(
+            storage.commit_notifications(check_interval_seconds=0.2, max_retry_seconds=0.2)
+        ) as commits,
+    ):
+        assert await _next(commits) == 0
+        # The generator is suspended (nobody asks for the next ts): its connection
+        # dies with the restart, and the commit below is never notified to it.
+        await postgres_server.restart(mode="immediate")
+        errors: list[Exception] = []
+        await _until_available(lambda: storage.write_batch([commit(5, insert("a", b"a"))]), errors)
+        # Listening again, it yields the max ts it missed, so a reader catches up.
+        assert await _next(commits, timeout=30) == 5
+        await storage.write_batch([commit(6, insert("b", b"b"))])
+        assert await _next(commits) == 6
 
 
 async def test_open_without_a_server_is_unavailable() -> None:

@@ -1,4 +1,4 @@
-"""The cluster: the txn service, leader election, and committing through the leader."""
+"""The cluster: the txn and sync services, leader election, committing through the leader."""
 
 import os
 
@@ -9,15 +9,21 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._remote import RemoteCommitter
-from syncline.cluster._txn_node import Role, TxnConfig, TxnNode, run_until_signalled
+from syncline.cluster._service import ServiceNode, run_until_signalled
+from syncline.cluster._sync_node import NodeState, SyncConfig, SyncNode
+from syncline.cluster._txn_node import Role, TxnConfig, TxnNode
 from syncline.cluster._validate import validate_commit
 from syncline.cluster._wire import request_from_proto, request_to_proto
 
 __all__ = [
     "ClusterDeployments",
     "LeaderElection",
+    "NodeState",
     "RemoteCommitter",
     "Role",
+    "ServiceNode",
+    "SyncConfig",
+    "SyncNode",
     "TxnConfig",
     "TxnNode",
     "request_from_proto",

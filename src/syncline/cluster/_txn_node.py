@@ -12,7 +12,6 @@ epoch, stops committing at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import socket
@@ -78,6 +77,8 @@ class Role(enum.Enum):
 
 class TxnNode:
     """One txn service process: storage, election, committer, gRPC and HTTP servers."""
+
+    kind = "txn"
 
     def __init__(self, config: TxnConfig, storage: Storage) -> None:
         self.config = config
@@ -276,20 +277,3 @@ class _HealthServicer(pb_grpc.HealthServicer):  # type: ignore[misc]
             epoch=node.epoch if leader else 0,
             last_ts=node.last_ts,
         )
-
-
-async def run_until_signalled(node: TxnNode) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down in order."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await node.start()
-    print(f"txn node {node.identifier} ready on {node.address}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        with contextlib.suppress(Exception):
-            await node.close()

@@ -20,11 +20,12 @@ psycopg errors are translated here, once, by SQLSTATE class.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import select
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any, LiteralString
 
 import psycopg
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK_KEY = 0x53594E434C494E45
 #: Index entries per statement when an index is backfilled.
 _BACKFILL_CHUNK = 10_000
+#: First wait before reconnecting the LISTEN connection; doubles up to the caller's maximum.
+_LISTEN_RETRY_START_SECONDS = 0.05
 
 _MIGRATIONS: list[tuple[int, LiteralString]] = [
     (
@@ -84,7 +87,28 @@ _MIGRATIONS: list[tuple[int, LiteralString]] = [
         INSERT INTO leader_epoch(epoch) VALUES (0);
         """,
     ),
+    (
+        2,
+        # Every commit-log row wakes the sync nodes' subscription loops. A row
+        # trigger, enabled ALWAYS, also fires where rows arrive by logical
+        # replication (the apply worker runs as a replica, which skips ordinary
+        # triggers and never fires statement triggers).
+        """
+        CREATE FUNCTION syncline_notify_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('syncline_commits', NEW.ts::text);
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER commit_log_notify AFTER INSERT ON commit_log
+            FOR EACH ROW EXECUTE FUNCTION syncline_notify_commit();
+        ALTER TABLE commit_log ENABLE ALWAYS TRIGGER commit_log_notify;
+        """,
+    ),
 ]
+
+#: The channel the commit-log trigger notifies, with the commit's ts as payload.
+COMMIT_CHANNEL = "syncline_commits"
 
 _SCAN_SQL: dict[tuple[bool, bool], LiteralString] = {
     (descending, bounded): (
@@ -227,6 +251,14 @@ async def _rollback_quietly(conn: Connection) -> None:
     # The connection may be broken too; the pool discards it then.
     with contextlib.suppress(psycopg.Error):
         await conn.execute("ROLLBACK")
+
+
+def _notified_ts(channel: str, payload: str) -> int | None:
+    """The ts a commit notification carries; None for anything else on the channel."""
+    if channel == COMMIT_CHANNEL and payload.isascii() and payload.isdigit():
+        return int(payload)
+    log.debug("ignoring notification %r on %s", payload[:40], channel)
+    return None
 
 
 # -- snapshots -----------------------------------------------------------------------------
@@ -447,6 +479,16 @@ class PostgresStorage:
             )
         return catalog
 
+    async def find_idempotent_many(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        if not keys:
+            return {}
+        rows = await self._fetch(
+            "find_idempotent_many",
+            "SELECT key, ts, result FROM idempotency WHERE key = ANY(%s)",
+            (list(keys),),
+        )
+        return {str(key): (int(ts), str(result)) for key, ts, result in rows}
+
     async def find_idempotent(self, key: str) -> tuple[int, str] | None:
         rows = await self._fetch(
             "find_idempotent", "SELECT ts, result FROM idempotency WHERE key = %s", (key,)
@@ -456,6 +498,61 @@ class PostgresStorage:
     async def get_meta(self, key: str) -> str | None:
         rows = await self._fetch("get_meta", "SELECT value FROM meta WHERE key = %s", (key,))
         return str(rows[0][0]) if rows else None
+
+    # -- commit notifications -----------------------------------------------------------
+
+    async def commit_notifications(
+        self, *, check_interval_seconds: float = 10.0, max_retry_seconds: float = 2.0
+    ) -> AsyncGenerator[int, None]:
+        """Yield commit ts as commits land, reconnecting for as long as the caller iterates.
+
+        A dedicated autocommit connection (not a pooled one) LISTENs on
+        ``syncline_commits``, which the commit-log trigger notifies with each
+        commit's ts. A notification is only a wake-up; the commit log stays the
+        truth. Notifications sent while the connection is down are lost, so after
+        every (re)connect the current max ts is yielded first: a reader behind it
+        catches up. Close the generator (``aclose``) to stop listening.
+
+        ``check_interval_seconds`` (> 0): a connection is checked with a round trip
+        at least this often, so one that died silently (no FIN) is replaced.
+        ``max_retry_seconds`` (>= 0.05): the longest wait between reconnect
+        attempts; the wait starts at 0.05 s and doubles.
+        """
+        if check_interval_seconds <= 0 or max_retry_seconds < _LISTEN_RETRY_START_SECONDS:
+            raise ConfigError(
+                "need check_interval_seconds > 0 and max_retry_seconds >= "
+                f"{_LISTEN_RETRY_START_SECONDS}, got {check_interval_seconds} and "
+                f"{max_retry_seconds}"
+            )
+        backoff = _LISTEN_RETRY_START_SECONDS
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._dsn,
+                    autocommit=True,
+                    connect_timeout=max(2, round(self._acquire_timeout_seconds)),
+                )
+                async with conn:
+                    await conn.execute("LISTEN syncline_commits")
+                    # Read after LISTEN took effect: any later commit is notified.
+                    cur = await conn.execute("SELECT COALESCE(MAX(ts), 0) FROM commit_log")
+                    row = await cur.fetchone()
+                    assert row is not None
+                    backoff = _LISTEN_RETRY_START_SECONDS
+                    yield int(row[0])
+                    while True:
+                        notifies = conn.notifies(timeout=check_interval_seconds)
+                        async with contextlib.aclosing(notifies):
+                            async for notify in notifies:
+                                ts = _notified_ts(notify.channel, notify.payload)
+                                if ts is not None:
+                                    yield ts
+                        await conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                error = translate_error(exc, "listening for commits")
+                log.warning("%s; listening again in %.2f s", error.message, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_retry_seconds)
 
     # -- writes ----------------------------------------------------------------------
 

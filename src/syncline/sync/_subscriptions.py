@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMMITS_PER_STEP = 10_000
+STORAGE_RETRY_SECONDS = 0.5
+"""Wait before re-running queries that failed because storage was unreachable."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,12 @@ class SubscriptionManager:
                 log.exception("subscription step failed; retrying")
                 await asyncio.sleep(0.1)
                 self._wakeup.set()
+            else:
+                if self._rerun_all and not self._wakeup.is_set():
+                    # A query failed on storage trouble (see _execute): retry it soon,
+                    # even if nothing commits, so its error does not outlive the outage.
+                    await asyncio.sleep(STORAGE_RETRY_SECONDS)
+                    self._wakeup.set()
 
     async def _step(self) -> None:
         # Let senders flush responses queued before this step (reads below do not yield),
@@ -332,8 +340,8 @@ class SubscriptionManager:
             return failure_outcome(exc, []), read_set, query.journal
         except Exception:
             # Storage trouble, not the query's fault: report it without internals, and
-            # re-run everything once the storage is back (rerun on the next deploy or
-            # commit; the empty read set would otherwise never be invalidated).
+            # re-run everything shortly (the loop retries after STORAGE_RETRY_SECONDS;
+            # the empty read set would otherwise never be invalidated).
             log.exception("running subscription %s failed", query.path)
             self._rerun_all = True
             error = UncaughtFunctionError(

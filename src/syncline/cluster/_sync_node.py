@@ -1,0 +1,503 @@
+"""The sync service: runs functions, keeps subscriptions, serves Convex sync sessions.
+
+A sync node reads from its region's PostgreSQL and commits through the txn
+leader (:class:`RemoteCommitter`). Its subscription loop wakes on PostgreSQL
+NOTIFY (the commit-log trigger); a slow poll of ``max(ts)`` is the fallback for
+a notification that never arrived. Either is only a wake-up: each step reads the
+commit log, which stays the truth.
+
+Each gRPC ``Sync.Session`` stream carries one client session: every
+``ClientFrame.json`` is a Convex sync protocol frame for one
+:class:`SyncSession`, and every frame the session sends goes back as a
+``ServerFrame``. The stream ending ends the session; the session closing
+(FatalError, AuthError) ends the stream with OK; the node shutting down ends it
+with UNAVAILABLE, and the client reconnects elsewhere and resends what was not
+confirmed (mutations are deduplicated by session and request id).
+
+The node announces itself in ZooKeeper as an ephemeral member of its region,
+``{zk_path}/members/{region}/{id}`` holding ``{"address", "region",
+"sessions"}``, so gateways can route to it; it registers again after a session
+loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aiohttp import web
+from kazoo.client import KazooState
+from kazoo.exceptions import KazooException, NoNodeError
+
+from syncline._errors import ConfigError, SynclineError
+from syncline.app import load_app
+from syncline.auth import AdminKeys, TokenVerifier
+from syncline.auth._admin import INSTANCE_SECRET_BYTES
+from syncline.cluster._deployments import ClusterDeployments
+from syncline.cluster._remote import RemoteCommitter
+from syncline.cluster._zk import ZkSession
+from syncline.runtime import Deployment, FunctionRunner, install_print_capture
+from syncline.storage import CommitNotifier, Storage
+from syncline.sync import Authenticator, SubscriptionManager, SyncSession
+from syncline.sync._protocol import MAX_FRAME_BYTES
+from syncline.v1 import syncline_pb2 as pb
+from syncline.v1 import syncline_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+_NOTIFICATION_RETRY_SECONDS = 1.0
+"""Pause before listening again when the notification stream itself failed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncConfig:
+    """How one sync node is reached, where it registers, and how it follows commits."""
+
+    app_dir: Path
+    """The app whose functions this node runs (modules, ``schema.py``, ``auth_config.py``)."""
+    zk_hosts: str
+    """ZooKeeper connection string, optionally with a chroot: ``host:port/chroot``."""
+    host: str = "127.0.0.1"
+    """Interface for the gRPC server (and the HTTP health server)."""
+    port: int = 0
+    """gRPC port (0-65535); 0 picks a free one."""
+    http_port: int | None = None
+    """Port for HTTP ``/healthz`` and ``/readyz``; None: no HTTP server, 0: a free one."""
+    advertise_host: str | None = None
+    """Host name gateways use to reach this node (default: ``host``)."""
+    region: str = "local"
+    """The region this node serves; it registers under it. Non-empty, without ``/``."""
+    zk_path: str = "/syncline/sync"
+    """Where sync nodes register in ZooKeeper (``{zk_path}/members/{region}/{id}``)."""
+    txn_zk_path: str = "/syncline/txn"
+    """Where the txn leader announces itself (the txn service's ``zk_path``)."""
+    session_timeout_seconds: float = 6.0
+    """ZooKeeper session timeout (> 0): a dead node leaves the membership within about
+    this long."""
+    poll_interval_seconds: float = 1.0
+    """How often (> 0) the commit log's max ts and the catalog version are polled: the
+    fallback for a lost notification, and how a schema change reaches idle runners.
+    Bounds how stale a subscription can be when NOTIFY fails."""
+    membership_interval_seconds: float = 5.0
+    """How often (> 0) the membership node's ``sessions`` count is refreshed (and its
+    presence checked)."""
+    shutdown_grace_seconds: float = 1.0
+    """How long (>= 0) ``close`` waits for session streams to end before cancelling them."""
+    admin_secret: bytes | None = field(default=None, repr=False)
+    """The deployment's instance secret (>= 32 bytes), from which admin keys are
+    issued and checked; every node of a deployment needs the same one. None: a
+    random secret for this node only, so admin keys issued elsewhere fail here."""
+
+    def __post_init__(self) -> None:
+        if not self.region or "/" in self.region:
+            raise ConfigError(f"region must be non-empty and contain no '/', got {self.region!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        for name in (
+            "session_timeout_seconds",
+            "poll_interval_seconds",
+            "membership_interval_seconds",
+        ):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.shutdown_grace_seconds < 0:
+            raise ConfigError(
+                f"shutdown_grace_seconds must be >= 0, got {self.shutdown_grace_seconds}"
+            )
+        if self.admin_secret is not None and len(self.admin_secret) < INSTANCE_SECRET_BYTES:
+            raise ConfigError(f"admin_secret must be at least {INSTANCE_SECRET_BYTES} bytes")
+
+
+class NodeState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _StreamEnd(enum.Enum):
+    SESSION_CLOSED = "session closed"
+    NODE_STOPPING = "node stopping"
+
+
+class SyncNode:
+    """One sync service process: runner, subscriptions, gRPC sessions, membership."""
+
+    kind = "sync"
+
+    def __init__(self, config: SyncConfig, storage: Storage) -> None:
+        self.config = config
+        self.storage = storage
+        self.identifier = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.state = NodeState.NEW
+        self.port = config.port
+        self.http_port = config.http_port
+        self.admin_keys: AdminKeys | None = None
+        self.deployments: ClusterDeployments | None = None
+        self.runner: FunctionRunner | None = None
+        self.manager: SubscriptionManager | None = None
+        self.registered = False
+        """Whether the membership node is believed present in ZooKeeper."""
+        self._committer: RemoteCommitter | None = None
+        self._verifier: TokenVerifier | None = None
+        self._authenticator: Authenticator | None = None
+        self._server: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self._zk: ZkSession | None = None
+        self._membership_wake = asyncio.Event()
+        self._streams: dict[SyncSession, asyncio.Future[_StreamEnd]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the gRPC server, as gateways reach it."""
+        return f"{self.config.advertise_host or self.config.host}:{self.port}"
+
+    @property
+    def member_path(self) -> str:
+        """This node's ephemeral membership node in ZooKeeper."""
+        return f"{self.config.zk_path.rstrip('/')}/members/{self.config.region}/{self.identifier}"
+
+    @property
+    def session_count(self) -> int:
+        return len(self._streams)
+
+    @property
+    def ready(self) -> bool:
+        return self.state is NodeState.RUNNING
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the app and catalog, follow commits, serve gRPC, then register."""
+        if self.state is not NodeState.NEW:
+            return
+        self.state = NodeState.STARTING
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+        self.state = NodeState.RUNNING
+        log.info(
+            "sync node %s serving gRPC on %s (region %s)",
+            self.identifier,
+            self.address,
+            self.config.region,
+        )
+
+    async def _start(self) -> None:
+        config = self.config
+        install_print_capture()
+        app = load_app(config.app_dir)
+        secret = config.admin_secret
+        if secret is None:
+            secret = secrets.token_bytes(INSTANCE_SECRET_BYTES)
+            log.warning(
+                "no admin secret configured (SYNCLINE_ADMIN_SECRET): using a random one; "
+                "admin keys issued by other nodes will not work on this node"
+            )
+        self.admin_keys = AdminKeys(secret)
+        self._verifier = TokenVerifier(app.auth_providers)
+        self._authenticator = Authenticator(self._verifier, self.admin_keys)
+
+        await self.storage.open()
+        self._committer = RemoteCommitter(config.zk_hosts, zk_path=config.txn_zk_path)
+        await self._committer.start()
+        deployments = self.deployments = ClusterDeployments(self.storage, app)
+        await deployments.refresh()
+        runner = self.runner = FunctionRunner(self.storage, self._committer, deployments)
+        manager = self.manager = SubscriptionManager(self.storage, runner)
+        deployments.on_change(self._catalog_changed)
+        await manager.start()
+        if isinstance(self.storage, CommitNotifier):
+            self._spawn(self._follow_commits(self.storage), "sync-commit-notifications")
+        else:
+            log.info("storage has no commit notifications; polling only")
+        self._spawn(self._poll(), "sync-poll")
+
+        self._server = grpc.aio.server(
+            options=[
+                # A client frame may be as large as the sync protocol allows.
+                ("grpc.max_receive_message_length", MAX_FRAME_BYTES + 1024),
+                # Two nodes must never share a port silently.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_SyncServicer_to_server(_SyncServicer(self), self._server)
+        pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
+        self.port = self._server.add_insecure_port(f"{config.host}:{config.port}")
+        await self._server.start()
+        if config.http_port is not None:
+            await self._start_http()
+
+        # Register last: gateways only ever see a node that serves.
+        self._zk = ZkSession(
+            config.zk_hosts, session_timeout_seconds=config.session_timeout_seconds
+        )
+        self._zk.on_state(self._zk_state_changed)
+        await self._zk.start()
+        await self._publish_membership()
+        self._spawn(self._keep_membership(), "sync-membership")
+
+    async def close(self) -> None:
+        """Leave the membership, end every session, stop serving, close connections.
+
+        Idempotent. Sessions end with UNAVAILABLE: their clients reconnect to another
+        node and resend unconfirmed mutations (deduplicated by request id).
+        """
+        if self.state in (NodeState.CLOSING, NodeState.CLOSED):
+            return
+        self.state = NodeState.CLOSING
+        # 1. Stop intake: leave the membership (closing the ZooKeeper session removes
+        #    the ephemeral node at once), refuse new streams.
+        membership = self._tasks.pop("sync-membership", None)
+        if membership is not None:
+            await _cancel(membership)
+        if self._zk is not None:
+            await self._zk.close()
+            self.registered = False
+        # 2. End the sessions, give their streams a moment to finish, then cancel them.
+        for ended in self._streams.values():
+            if not ended.done():
+                ended.set_result(_StreamEnd.NODE_STOPPING)
+        if self._server is not None:
+            await self._server.stop(grace=self.config.shutdown_grace_seconds)
+        if self._http is not None:
+            await self._http.cleanup()
+        # 3. Background work, then connections.
+        for name, task in list(self._tasks.items()):
+            if not await _cancel(task):
+                log.warning("background task %s did not stop within 5 s", name)
+        self._tasks.clear()
+        if self.manager is not None:
+            await self.manager.close()
+        if self._committer is not None:
+            await self._committer.close()
+        await self.storage.close()
+        if self._verifier is not None:
+            await self._verifier.close()
+        self.state = NodeState.CLOSED
+
+    async def __aenter__(self) -> SyncNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks[name] = task
+        task.add_done_callback(_log_failure)
+
+    # -- following commits ---------------------------------------------------------------
+
+    async def _follow_commits(self, notifier: CommitNotifier) -> None:
+        """Feed commit notifications to the subscription loop."""
+        manager = self.manager
+        assert manager is not None
+        while True:
+            try:
+                async with contextlib.aclosing(notifier.commit_notifications()) as commits:
+                    async for ts in commits:
+                        manager.notify_commit(ts)
+            except Exception:
+                # The stream reconnects by itself; this is a defect, not an outage.
+                log.exception("commit notifications failed; listening again")
+            await asyncio.sleep(_NOTIFICATION_RETRY_SECONDS)
+
+    async def _poll(self) -> None:
+        """The fallback: a lost notification, or a schema applied by the txn leader."""
+        manager, deployments = self.manager, self.deployments
+        assert manager is not None and deployments is not None
+        while True:
+            await asyncio.sleep(self.config.poll_interval_seconds)
+            try:
+                manager.notify_commit(await self.storage.max_ts())
+                stored = await deployments.stored_catalog_version()
+                if stored != deployments.current.model.catalog_version:
+                    await deployments.refresh()
+            except SynclineError as exc:
+                log.warning("polling the commit log failed: %s", exc.message)
+
+    def _catalog_changed(self, deployment: Deployment) -> None:
+        # Results computed through the old catalog may name indexes that changed.
+        if self.manager is not None:
+            self.manager.rerun_all()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def serve_session(
+        self, requests: AsyncIterator[pb.ClientFrame], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Serve one ``Sync.Session`` stream until either side ends it."""
+        manager, runner, authenticator = self.manager, self.runner, self._authenticator
+        if self.state is not NodeState.RUNNING or manager is None or runner is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this sync node is not serving")
+            return
+        assert authenticator is not None
+        ended: asyncio.Future[_StreamEnd] = asyncio.get_running_loop().create_future()
+
+        async def send(frame: str) -> None:
+            try:
+                await context.write(pb.ServerFrame(json=frame))
+            except grpc.aio.BaseError as exc:
+                # The stream already finished: the client went away, or the node ended it.
+                log.debug("sync stream finished while sending: %r", exc)
+
+        async def close(reason: str) -> None:
+            log.debug("sync session closing: %s", reason)
+            if not ended.done():
+                ended.set_result(_StreamEnd.SESSION_CLOSED)
+
+        async def frames() -> AsyncIterator[str]:
+            async for message in requests:
+                yield message.json
+
+        session = SyncSession(
+            manager=manager, runner=runner, authenticator=authenticator, send=send, close=close
+        )
+        self._streams[session] = ended
+        run = asyncio.create_task(session.run(frames()), name="sync-session")
+        try:
+            await asyncio.wait((run, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            del self._streams[session]
+            if not run.done():
+                run.cancel()
+            await asyncio.wait((run,))
+            if not run.cancelled() and run.exception() is not None:
+                log.error("sync session failed", exc_info=run.exception())
+        if ended.done() and ended.result() is _StreamEnd.NODE_STOPPING:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the sync node is shutting down; reconnect"
+            )
+
+    # -- membership ----------------------------------------------------------------------
+
+    def _zk_state_changed(self, state: str) -> None:
+        if state == KazooState.LOST:
+            self.registered = False  # the ephemeral node died with the session
+        if state == KazooState.CONNECTED:
+            self._membership_wake.set()  # a new session needs a new node
+
+    async def _keep_membership(self) -> None:
+        zk = self._zk
+        assert zk is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._membership_wake.wait(), self.config.membership_interval_seconds
+                )
+            self._membership_wake.clear()
+            await zk.connected.wait()
+            try:
+                await self._publish_membership()
+            except KazooException as exc:
+                log.warning("updating the membership node failed (%r); retrying", exc)
+
+    async def _publish_membership(self) -> None:
+        """Create the membership node if this session has none; update its data."""
+        zk = self._zk
+        assert zk is not None
+        client, path = zk.client, self.member_path
+        data = json.dumps(
+            {"address": self.address, "region": self.config.region, "sessions": self.session_count}
+        ).encode()
+
+        def publish() -> bool:  # kazoo's blocking calls, on a worker thread
+            session_id = client.client_id[0] if client.client_id else None
+            try:
+                current, stat = client.get(path)
+            except NoNodeError:
+                current, stat = None, None
+            if stat is not None and stat.ephemeralOwner == session_id:
+                if current != data:
+                    client.set(path, data, version=stat.version)
+                return False
+            if stat is not None:
+                # Left by a session of ours that has not expired on the server yet.
+                with contextlib.suppress(NoNodeError):
+                    client.delete(path)
+            client.create(path, data, ephemeral=True, makepath=True)
+            return True
+
+        if await asyncio.to_thread(publish):
+            log.info("registered %s as %s", self.address, path)
+        self.registered = True
+
+    # -- health --------------------------------------------------------------------------
+
+    async def _start_http(self) -> None:
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "state": self.state.value})
+
+        async def readyz(request: web.Request) -> web.Response:
+            body = {
+                "ready": self.ready,
+                "state": self.state.value,
+                "registered": self.registered,
+                "sessions": self.session_count,
+            }
+            return web.json_response(body, status=200 if self.ready else 503)
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        self._http = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.config.host, self.config.http_port)
+        await site.start()
+        self.http_port = int(self._http.addresses[0][1])
+
+    def health(self) -> pb.HealthResponse:
+        return pb.HealthResponse(
+            status=pb.HealthResponse.SERVING if self.ready else pb.HealthResponse.NOT_SERVING,
+            role=self.kind,
+            last_ts=self.manager.ts if self.manager is not None else 0,
+        )
+
+
+async def _cancel(task: asyncio.Task[None], timeout_seconds: float = 5.0) -> bool:
+    """Cancel ``task`` and wait for it; False if it did not finish in time."""
+    task.cancel()
+    done, _ = await asyncio.wait((task,), timeout=timeout_seconds)
+    return bool(done)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+
+class _SyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]
+    def __init__(self, node: SyncNode) -> None:
+        self._node = node
+
+    async def Session(
+        self, request_iterator: AsyncIterator[pb.ClientFrame], context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._node.serve_session(request_iterator, context)
+
+
+class _HealthServicer(pb_grpc.HealthServicer):  # type: ignore[misc]
+    def __init__(self, node: SyncNode) -> None:
+        self._node = node
+
+    async def Check(
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HealthResponse:
+        return self._node.health()

@@ -1,0 +1,14 @@
+"""Packages re-export a sorted ``__all__`` of names that exist."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("package", ["syncline.cluster", "syncline.storage", "syncline.sync"])
+def test_all_is_sorted_and_complete(package: str) -> None:
+    module = importlib.import_module(package)
+    assert module.__all__ == sorted(module.__all__)
+    assert all(hasattr(module, name) for name in module.__all__)
