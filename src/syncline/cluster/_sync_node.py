@@ -46,6 +46,7 @@ from syncline.auth import AdminKeys, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._remote import RemoteCommitter
+from syncline.cluster._service import start_health_http
 from syncline.cluster._zk import ZkSession
 from syncline.runtime import Deployment, FunctionRunner, install_print_capture
 from syncline.storage import CommitNotifier, Storage
@@ -442,25 +443,19 @@ class SyncNode:
     # -- health --------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        async def healthz(request: web.Request) -> web.Response:
-            return web.json_response({"status": "ok", "state": self.state.value})
-
-        async def readyz(request: web.Request) -> web.Response:
-            body = {
-                "ready": self.ready,
-                "state": self.state.value,
-                "registered": self.registered,
-                "sessions": self.session_count,
-            }
-            return web.json_response(body, status=200 if self.ready else 503)
-
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
-        self._http = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._http.setup()
-        site = web.TCPSite(self._http, self.config.host, self.config.http_port)
-        await site.start()
+        self._http = await start_health_http(
+            self.config.host,
+            self.config.http_port or 0,
+            alive=lambda: {"state": self.state.value},
+            ready=lambda: (
+                self.ready,
+                {
+                    "state": self.state.value,
+                    "registered": self.registered,
+                    "sessions": self.session_count,
+                },
+            ),
+        )
         self.http_port = int(self._http.addresses[0][1])
 
     def health(self) -> pb.HealthResponse:

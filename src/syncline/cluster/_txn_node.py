@@ -32,6 +32,7 @@ from syncline._errors import (
 )
 from syncline.app import App, load_app
 from syncline.cluster._election import LeaderElection
+from syncline.cluster._service import start_health_http
 from syncline.cluster._validate import validate_commit
 from syncline.cluster._wire import outcome_to_proto, request_from_proto
 from syncline.database import DataModel
@@ -173,21 +174,16 @@ class TxnNode:
             await committer.close(drain_timeout_seconds=self.config.drain_timeout_seconds)
 
     async def _start_http(self) -> None:
-        async def healthz(request: web.Request) -> web.Response:
-            return web.json_response({"status": "ok", "role": self.role.value})
-
-        async def readyz(request: web.Request) -> web.Response:
-            ready = self.role is Role.LEADER
-            body = {"ready": ready, "role": self.role.value, "epoch": self.epoch}
-            return web.json_response(body, status=200 if ready else 503)
-
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
-        self._http = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._http.setup()
-        site = web.TCPSite(self._http, self.config.host, self.config.http_port)
-        await site.start()
+        assert self.config.http_port is not None
+        self._http = await start_health_http(
+            self.config.host,
+            self.config.http_port,
+            alive=lambda: {"role": self.role.value},
+            ready=lambda: (
+                self.role is Role.LEADER,
+                {"role": self.role.value, "epoch": self.epoch},
+            ),
+        )
 
     async def commit(self, message: pb.CommitRequest) -> pb.CommitResponse:
         """Validate and commit; raises SynclineError subclasses (mapped to gRPC codes)."""
