@@ -219,16 +219,28 @@ async def test_zookeeper_outage_expires_the_leader_and_a_leader_returns(
     print(f"ZooKeeper outage: commits resumed in {recovered:.2f} s after it began")
 
 
+async def _get_when_up(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, object]]:
+    """GET ``url``, waiting for the node's HTTP server to come up (it starts after gRPC)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            async with http.get(url) as response:
+                return response.status, await response.json()
+        except aiohttp.ClientConnectionError:
+            assert time.monotonic() < deadline, f"{url} never answered"
+            await asyncio.sleep(0.05)
+
+
 async def test_health_and_readiness(txn_cluster: TxnCluster) -> None:
     leader = await txn_cluster.leader()
     standby = next(node for node in txn_cluster.nodes if node is not leader)
     async with aiohttp.ClientSession() as http:
         for node, ready in ((leader, 200), (standby, 503)):
-            async with http.get(f"http://127.0.0.1:{node.http_port}/readyz") as response:
-                assert response.status == ready
-                body = await response.json()
-                assert body["role"] == ("leader" if node is leader else "standby")
-            async with http.get(f"http://127.0.0.1:{node.http_port}/healthz") as response:
-                assert response.status == 200
+            base = f"http://127.0.0.1:{node.http_port}"
+            status, body = await _get_when_up(http, f"{base}/readyz")
+            assert status == ready
+            assert body["role"] == ("leader" if node is leader else "standby")
+            status, _ = await _get_when_up(http, f"{base}/healthz")
+            assert status == 200
     health = await leader.health()
     assert health is not None and health.epoch > 0 and health.role == "leader"
