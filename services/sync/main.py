@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from syncline.cluster import SyncConfig, SyncNode, run_until_signalled
+from syncline.cluster._service import require_service_arguments, service_arguments
 from syncline.storage import PostgresStorage
 
 
@@ -40,43 +41,9 @@ def _admin_secret(parser: argparse.ArgumentParser) -> bytes | None:
 
 def load_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
     parser = argparse.ArgumentParser(prog="syncline-sync", description=__doc__.splitlines()[0])
-    parser.add_argument("--app", default=_env("APP_DIR"), help="app directory (SYNCLINE_APP_DIR)")
-    parser.add_argument(
-        "--pg-dsn", default=_env("PG_DSN"), help="the region's PostgreSQL DSN (SYNCLINE_PG_DSN)"
-    )
-    parser.add_argument(
-        "--zk-hosts", default=_env("ZK_HOSTS"), help="ZooKeeper hosts[/chroot] (SYNCLINE_ZK_HOSTS)"
-    )
-    parser.add_argument(
-        "--host",
-        default=_env("SYNC_HOST") or "127.0.0.1",
-        help="gRPC interface (SYNCLINE_SYNC_HOST)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("SYNC_PORT") or 0),
-        help="gRPC port, 0 picks one (SYNCLINE_SYNC_PORT)",
-    )
-    parser.add_argument(
-        "--http-port",
-        type=int,
-        default=int(_env("SYNC_HTTP_PORT") or 0) or None,
-        help="HTTP /healthz and /readyz port; none by default (SYNCLINE_SYNC_HTTP_PORT)",
-    )
-    parser.add_argument(
-        "--advertise-host",
-        default=_env("SYNC_ADVERTISE_HOST"),
-        help="host gateways use to reach this node (SYNCLINE_SYNC_ADVERTISE_HOST)",
-    )
+    service_arguments(parser, service="SYNC", env=_env)
     parser.add_argument(
         "--region", default=_env("REGION") or "local", help="region served (SYNCLINE_REGION)"
-    )
-    parser.add_argument(
-        "--session-timeout",
-        type=float,
-        default=float(_env("ZK_SESSION_TIMEOUT") or 6.0),
-        help="ZooKeeper session timeout in seconds (SYNCLINE_ZK_SESSION_TIMEOUT)",
     )
     parser.add_argument(
         "--poll-interval",
@@ -85,17 +52,7 @@ def load_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
         help="seconds between fallback polls of the commit log (SYNCLINE_SYNC_POLL_INTERVAL)",
     )
     args = parser.parse_args(argv)
-    missing = [
-        flag
-        for flag, value in (
-            ("--app", args.app),
-            ("--pg-dsn", args.pg_dsn),
-            ("--zk-hosts", args.zk_hosts),
-        )
-        if not value
-    ]
-    if missing:
-        parser.error(f"missing {', '.join(missing)} (or the SYNCLINE_* environment variables)")
+    require_service_arguments(parser, args)
     config = SyncConfig(
         app_dir=Path(args.app),
         zk_hosts=args.zk_hosts,

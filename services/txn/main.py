@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from syncline.cluster import TxnConfig, TxnNode, run_until_signalled
+from syncline.cluster._service import require_service_arguments, service_arguments
 from syncline.storage import PostgresStorage
 from syncline.txn import CommitterConfig
 
@@ -27,32 +28,10 @@ def _env(name: str) -> str | None:
 
 def load_config(argv: list[str] | None = None) -> tuple[TxnConfig, str]:
     parser = argparse.ArgumentParser(prog="syncline-txn", description=__doc__.splitlines()[0])
-    parser.add_argument("--app", default=_env("APP_DIR"), help="app directory (its schema.py)")
-    parser.add_argument("--pg-dsn", default=_env("PG_DSN"), help="primary PostgreSQL DSN")
-    parser.add_argument("--zk-hosts", default=_env("ZK_HOSTS"), help="ZooKeeper hosts[/chroot]")
-    parser.add_argument("--host", default=_env("TXN_HOST") or "127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(_env("TXN_PORT") or 0))
-    parser.add_argument("--http-port", type=int, default=int(_env("TXN_HTTP_PORT") or 0) or None)
-    parser.add_argument("--advertise-host", default=_env("TXN_ADVERTISE_HOST"))
-    parser.add_argument(
-        "--session-timeout",
-        type=float,
-        default=float(_env("ZK_SESSION_TIMEOUT") or 6.0),
-        help="ZooKeeper session timeout in seconds (bounds failover time)",
-    )
+    service_arguments(parser, service="TXN", env=_env)
     parser.add_argument("--max-batch", type=int, default=int(_env("TXN_MAX_BATCH") or 512))
     args = parser.parse_args(argv)
-    missing = [
-        flag
-        for flag, value in (
-            ("--app", args.app),
-            ("--pg-dsn", args.pg_dsn),
-            ("--zk-hosts", args.zk_hosts),
-        )
-        if not value
-    ]
-    if missing:
-        parser.error(f"missing {', '.join(missing)} (or the SYNCLINE_* environment variables)")
+    require_service_arguments(parser, args)
     config = TxnConfig(
         app_dir=Path(args.app),
         zk_hosts=args.zk_hosts,

@@ -40,6 +40,7 @@ from syncline.client import _protocol as protocol
 from syncline.server import EmbeddedConfig, EmbeddedServer
 from syncline.sync import decode_ts, encode_ts
 from syncline.values import values_equal
+from tests.fixtures.infra import assert_eventually as eventually
 from tests.fixtures.jwt_issuer import JwtIssuer
 
 pytestmark = pytest.mark.e2e
@@ -171,25 +172,6 @@ def write_app(directory: Path, issuer: JwtIssuer) -> Path:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]],
-    *,
-    timeout_seconds: float = 5.0,
-    what: str = "condition",
-) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after the deadline."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def next_value(subscription: Subscription, timeout_seconds: float = 5.0) -> Any:

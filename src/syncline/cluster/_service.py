@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -72,3 +73,48 @@ async def start_health_http(
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+def service_arguments(
+    parser: argparse.ArgumentParser, *, service: str, env: Callable[[str], str | None]
+) -> None:
+    """The flags every cluster service takes; each defaults from ``SYNCLINE_<NAME>``.
+
+    ``service`` ("TXN", "SYNC") prefixes the per-service variables (``SYNCLINE_TXN_PORT``).
+    """
+    parser.add_argument("--app", default=env("APP_DIR"), help="app directory (SYNCLINE_APP_DIR)")
+    parser.add_argument("--pg-dsn", default=env("PG_DSN"), help="PostgreSQL DSN (SYNCLINE_PG_DSN)")
+    parser.add_argument(
+        "--zk-hosts", default=env("ZK_HOSTS"), help="ZooKeeper hosts[/chroot] (SYNCLINE_ZK_HOSTS)"
+    )
+    parser.add_argument(
+        "--host", default=env(f"{service}_HOST") or "127.0.0.1", help="gRPC interface"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(env(f"{service}_PORT") or 0), help="gRPC port; 0 picks one"
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=int(env(f"{service}_HTTP_PORT") or 0) or None,
+        help="HTTP /healthz and /readyz port; none by default",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        default=env(f"{service}_ADVERTISE_HOST"),
+        help="host other services use to reach this one (default: --host)",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=float(env("ZK_SESSION_TIMEOUT") or 6.0),
+        help="ZooKeeper session timeout in seconds; bounds failover time",
+    )
+
+
+def require_service_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error naming the required flags that are missing."""
+    required = (("--app", args.app), ("--pg-dsn", args.pg_dsn), ("--zk-hosts", args.zk_hosts))
+    missing = [flag for flag, value in required if not value]
+    if missing:
+        parser.error(f"missing {', '.join(missing)} (or the SYNCLINE_* environment variables)")
