@@ -12,7 +12,7 @@ Then, one target at a time, ``--concurrency`` callers in a closed loop for
 - ``syncline/mutation``: the ``events:insert`` mutation (one document) through
   a ``FunctionRunner`` that reads from PostgreSQL (``PostgresStorage``) and
   commits through a ``RemoteCommitter`` (leader found in ZooKeeper, gRPC
-  ``Txn.Commit``), built as tests/cluster/conftest.py builds its ``Runner``;
+  ``Txn.CommitBatch``), built as tests/cluster/conftest.py builds its ``Runner``;
   latency is mutation start -> result;
 - ``syncline/commit-rpc``: ``RemoteCommitter.commit`` alone with a one-document
   insert ``CommitRequest``, built by hand (untimed) just before each call from

@@ -98,6 +98,40 @@ async def test_malformed_commits_are_refused_and_write_nothing(make_runner: Runn
     assert await runner.query("bank:event_keys") == ["ok"]
 
 
+async def test_concurrent_commits_share_calls_and_fail_alone(make_runner: RunnerFactory) -> None:
+    runner = await make_runner()
+    await runner.mutation("bank:record", {"key": "first"})  # the leader is known
+    model = runner.runner._deployments.current.model
+    events = model.require_table("events")
+
+    def insert(key: str) -> CommitRequest:
+        doc = model.new_document(events, {"key": key}, now_ms=None)
+        changes = tuple(
+            IndexKeyChange(index.index_id, old, new)
+            for index, old, new in model.index_changes(events, None, doc)
+        )
+        write = DocumentWrite(doc["_id"], events.meta.table_number, doc, changes)
+        return CommitRequest(0, ReadSet(), [write], catalog_version=model.catalog_version)
+
+    bad = insert("bad")
+    bad.writes[0].new["key"] = 5.0  # type: ignore[index]  # violates the schema
+    requests = [insert(f"c{i}") for i in range(200)]
+    requests.insert(100, bad)
+    calls_before = runner.committer.calls
+    results = await asyncio.gather(
+        *(runner.committer.commit(request) for request in requests), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], InvalidWriteSetError)
+    assert "expected string, got float64" in failed[0].message
+    committed = [r for r in results if not isinstance(r, BaseException)]
+    assert len({outcome.ts for outcome in committed}) == 200
+    # Queued while earlier calls were in flight, the commits went out together.
+    assert runner.committer.calls - calls_before < 100
+    keys = await runner.query("bank:event_keys")
+    assert sorted(keys) == sorted(["first", *(f"c{i}" for i in range(200))])
+
+
 async def _load(
     runner_factory: RunnerFactory,
     stop: asyncio.Event,

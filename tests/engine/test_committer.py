@@ -4,6 +4,7 @@ commit, OCC, idempotency, failures, fencing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ class CountingStorage:
     def __init__(self, inner: Storage) -> None:
         self.inner = inner
         self.batches: list[int] = []
+        self.key_lookups: list[list[str]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -32,6 +34,11 @@ class CountingStorage:
     async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         self.batches.append(len(batch))
         await self.inner.write_batch(batch, epoch=epoch)
+
+    async def find_idempotent_many(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        self.key_lookups.append(list(keys))
+        found: dict[str, tuple[int, str]] = await self.inner.find_idempotent_many(keys)
+        return found
 
 
 class FlakyStorage(CountingStorage):
@@ -134,7 +141,7 @@ async def test_ts_after_reopen_exceed_previous_max_even_if_clock_goes_back(
             second = await committer.commit(request("b", snapshot_ts=10**18))
             third = await committer.commit(request("c", snapshot_ts=second.ts))
             with pytest.raises(OccConflictError, match="older than the committer's window"):
-                await committer.commit(request("d", snapshot_ts=10**18 - 1))
+                await committer.commit(request("d", snapshot_ts=10**18 - 1, reads=reading("a")))
         assert (second.ts, third.ts) == (10**18 + 1, 10**18 + 2)
         assert await storage.max_ts() == third.ts
     finally:
@@ -278,6 +285,16 @@ async def test_idempotency_key_survives_restart(new_storage: StorageFactory) -> 
         assert await stored(storage, "b") is None
     finally:
         await storage.close()
+
+
+async def test_a_fresh_key_is_not_looked_up_in_storage(storage: CountingStorage) -> None:
+    async with Committer(storage) as committer:
+        fresh = dataclasses.replace(request("a", idempotency_key="new"), fresh_key=True)
+        await committer.commit(fresh)
+        assert storage.key_lookups == []
+        # A key its sender may have sent before (a retry) is looked up.
+        await committer.commit(request("b", idempotency_key="retried"))
+        assert storage.key_lookups == [["retried"]]
 
 
 async def test_idempotency_key_evicted_from_memory_is_found_in_storage(

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from syncline._errors import InvalidWriteSetError
+from syncline._errors import (
+    CatalogChangedError,
+    FencedError,
+    InvalidWriteSetError,
+    OccConflictError,
+    SynclineError,
+    UnavailableError,
+)
 from syncline.cluster import request_from_proto, request_to_proto
+from syncline.cluster._wire import response_from_proto, response_to_proto
 from syncline.storage import DocumentWrite, IndexKeyChange
-from syncline.txn import CommitRequest, Interval, ReadSet
+from syncline.txn import CommitOutcome, CommitRequest, Interval, ReadSet
 from syncline.v1 import syncline_pb2 as pb
 
 
@@ -63,3 +71,39 @@ def test_malformed_requests_are_refused(mutate: object, fragment: str) -> None:
     mutate(message)  # type: ignore[operator]
     with pytest.raises(InvalidWriteSetError, match=fragment):
         request_from_proto(message)
+
+
+def test_fresh_key_travels_only_with_a_key() -> None:
+    fresh = CommitRequest(1, ReadSet(), [], "key-1", fresh_key=True)
+    assert request_from_proto(request_to_proto(fresh)).fresh_key
+    keyless = CommitRequest(1, ReadSet(), [], None, fresh_key=True)
+    assert not request_from_proto(request_to_proto(keyless)).fresh_key
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        CommitOutcome(7, '"r"', deduplicated=True),
+        OccConflictError("a concurrent commit wrote data this transaction read"),
+        CatalogChangedError("the tables or indexes changed while it ran"),
+        InvalidWriteSetError("writes[0]: unknown table number 999"),
+        FencedError("this committer was deposed; retry on the new leader"),
+        UnavailableError("storage failed; the outcome is unknown"),
+    ],
+)
+def test_each_commit_result_survives_the_wire(result: CommitOutcome | SynclineError) -> None:
+    message = pb.CommitResponse.FromString(response_to_proto(result).SerializeToString())
+    decoded = response_from_proto(message)
+    assert type(decoded) is type(result)
+    if isinstance(result, CommitOutcome):
+        assert decoded == result
+    else:
+        assert isinstance(decoded, SynclineError) and decoded.message == result.message
+
+
+def test_an_unknown_error_code_keeps_its_retryability() -> None:
+    retryable = pb.CommitResponse(error=pb.CommitError(code="Later", message="m", retryable=True))
+    assert isinstance(response_from_proto(retryable), UnavailableError)
+    final = pb.CommitResponse(error=pb.CommitError(code="Odd", message="m", retryable=False))
+    decoded = response_from_proto(final)
+    assert type(decoded) is SynclineError and decoded.message == "m"

@@ -79,11 +79,18 @@ def test_empty_read_set_never_conflicts() -> None:
 def test_snapshot_older_than_floor_is_refused() -> None:
     window = WriteWindow(10)
     assert window.floor_ts == 10
-    refused = window.check(9, ReadSet())
+    refused = window.check(9, read_set((1, b"a", b"b")))
     assert refused is not None
     assert refused.conflicting_ts is None
     assert "older than the committer's window (10)" in refused.reason
-    assert window.check(10, ReadSet()) is None
+    assert window.check(10, read_set((1, b"a", b"b"))) is None
+
+
+def test_a_commit_that_read_nothing_passes_at_any_snapshot() -> None:
+    # A write-only mutation never opens a snapshot: nothing it read can be stale.
+    window = WriteWindow(10)
+    window.add(11, keys((1, b"a")))
+    assert window.check(0, ReadSet()) is None
 
 
 def test_trim_before_forgets_entries_and_raises_floor() -> None:
@@ -93,7 +100,7 @@ def test_trim_before_forgets_entries_and_raises_floor() -> None:
     window.trim_before(6)
     assert len(window) == 1
     assert window.floor_ts == 6
-    refused = window.check(5, ReadSet())
+    refused = window.check(5, read_set((1, b"x", b"y")))
     assert refused is not None and refused.conflicting_ts is None
     # At the floor the remaining entry is still checked.
     conflict = window.check(6, read_set((1, b"", None)))
@@ -128,7 +135,7 @@ def test_max_entries_evicts_oldest_and_raises_floor() -> None:
     window.add(3, keys((1, b"c")))
     assert len(window) == 2
     assert window.floor_ts == 1
-    assert window.check(0, ReadSet()) is not None
+    assert window.check(0, read_set((1, b"x", b"y"))) is not None
     conflict = window.check(1, read_set((1, b"b", b"c")))
     assert conflict is not None and conflict.conflicting_ts == 2
 
@@ -233,6 +240,9 @@ def test_window_matches_naive_model(ops: list[object], max_entries: int) -> None
             snapshot = last_ts - op.back
             result = window.check(snapshot, read_set(*op.intervals))
             assert window.floor_ts == floor
+            if not op.intervals:
+                assert result is None  # read nothing: nothing can conflict
+                continue
             if snapshot < floor:
                 assert result is not None and result.conflicting_ts is None
                 continue

@@ -1,8 +1,11 @@
 """Committing through the txn leader over gRPC, across failovers.
 
-The leader announces itself in ZooKeeper; callers read the announcement, call
-``Txn.Commit``, and on a standby's refusal, an unreachable leader, a fenced
-leader or a timeout, look the leader up again and retry until a deadline.
+The leader announces itself in ZooKeeper; callers read the announcement and
+send their commits in ``Txn.CommitBatch`` calls: whatever callers queued while
+earlier calls were in flight goes out together, so one call's overhead is
+shared by many commits under load and an idle caller's commit leaves at once.
+On a standby's refusal, an unreachable leader, a fenced leader or a timeout,
+the leader is looked up again and the commits retried until their deadline.
 Every request carries an idempotency key (one is made up if the caller has
 none), so a retry of a commit whose answer was lost is answered with the
 first outcome instead of applying again.
@@ -17,18 +20,18 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import grpc
 from kazoo.exceptions import NoNodeError
 
 from syncline._errors import (
-    CatalogChangedError,
+    FencedError,
     InvalidWriteSetError,
-    OccConflictError,
     SynclineError,
     UnavailableError,
 )
-from syncline.cluster._wire import outcome_from_proto, request_to_proto
+from syncline.cluster._wire import outcome_from_proto, request_to_proto, response_from_proto
 from syncline.cluster._zk import ZkSession
 from syncline.txn import CommitOutcome, CommitRequest
 from syncline.v1 import syncline_pb2 as pb
@@ -43,6 +46,20 @@ _RETRY_CODES = {
     grpc.StatusCode.CANCELLED,
     grpc.StatusCode.UNKNOWN,
 }
+_FIRST_BACKOFF_SECONDS = 0.02
+_MAX_BACKOFF_SECONDS = 0.5
+
+
+@dataclass
+class _Queued:
+    """One caller's commit, from its first send until it is answered."""
+
+    message: pb.CommitRequest
+    deadline: float
+    future: asyncio.Future[CommitOutcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    backoff: float = _FIRST_BACKOFF_SECONDS
 
 
 class RemoteCommitter:
@@ -55,7 +72,11 @@ class RemoteCommitter:
         zk_path: str = "/syncline/txn",
         failover_timeout_seconds: float = 30.0,
         rpc_timeout_seconds: float = 10.0,
+        max_batch: int = 256,
+        max_calls_in_flight: int = 4,
     ) -> None:
+        """``max_batch``: most commits in one call. ``max_calls_in_flight``: calls
+        sent before waiting for an answer; commits queue behind them and go together."""
         self._zk = ZkSession(zk_hosts)
         self._leader_path = f"{zk_path.rstrip('/')}/leader"
         self._failover_timeout = failover_timeout_seconds
@@ -65,7 +86,15 @@ class RemoteCommitter:
         self._stub: pb_grpc.TxnStub | None = None
         self._retired: list[grpc.aio.Channel] = []
         self._closing: set[asyncio.Future[None]] = set()
+        self._max_batch = max_batch
+        self._max_calls = max_calls_in_flight
+        self._queue: list[_Queued] = []
+        self._finding_leader = asyncio.Lock()
+        self._calls: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.failovers = 0
+        self.calls = 0
+        """CommitBatch calls sent (commits per call = commits / calls)."""
 
     async def start(self) -> None:
         await self._zk.start()
@@ -92,6 +121,12 @@ class RemoteCommitter:
             closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
+        self._closed = True
+        for call in list(self._calls):
+            call.cancel()
+        await asyncio.gather(*self._calls, return_exceptions=True)
+        self._fail(self._queue, SynclineError("the commit client closed; the outcome is unknown"))
+        self._queue.clear()
         await self._drop_channel()
         await self._zk.close()
 
@@ -103,16 +138,124 @@ class RemoteCommitter:
         await self.close()
 
     async def commit(self, request: CommitRequest) -> CommitOutcome:
+        if self._closed:
+            raise SynclineError("the commit client is closed")
         if request.idempotency_key is None:
-            request = dataclasses.replace(request, idempotency_key=f"rc|{uuid.uuid4().hex}")
-        message = request_to_proto(request)
-        response = await self._call(lambda stub: stub.Commit(message, timeout=self._rpc_timeout))
-        assert isinstance(response, pb.CommitResponse)
-        if response.HasField("conflict"):
-            if response.conflict.catalog_changed:
-                raise CatalogChangedError(response.conflict.reason)
-            raise OccConflictError(response.conflict.reason)
-        return outcome_from_proto(response.committed)
+            key = f"rc|{uuid.uuid4().hex}"
+            request = dataclasses.replace(request, idempotency_key=key, fresh_key=True)
+        queued = _Queued(request_to_proto(request), time.monotonic() + self._failover_timeout)
+        self._queue.append(queued)
+        self._send_queued()
+        return await queued.future
+
+    # -- batching ------------------------------------------------------------------
+
+    def _send_queued(self) -> None:
+        """Start calls for what is queued, as far as the in-flight limit allows."""
+        while self._queue and len(self._calls) < self._max_calls and not self._closed:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: len(batch)]
+            call = asyncio.ensure_future(self._send(batch))
+            self._calls.add(call)
+            call.add_done_callback(self._call_done)
+
+    def _call_done(self, call: asyncio.Task[None]) -> None:
+        self._calls.discard(call)
+        if not call.cancelled() and call.exception() is not None:
+            log.error("a commit call failed unexpectedly", exc_info=call.exception())
+        self._send_queued()
+
+    async def _send(self, batch: list[_Queued]) -> None:
+        """One CommitBatch call; answers its callers or queues them for a retry."""
+        batch = [queued for queued in batch if not queued.future.done()]  # caller gone
+        if not batch:
+            return
+        try:
+            stub = await self._current_stub(min(queued.deadline for queued in batch))
+        except UnavailableError as exc:
+            self._fail(batch, exc)
+            return
+        except asyncio.CancelledError:
+            self._fail(batch, SynclineError("the commit client closed; the outcome is unknown"))
+            raise
+        message = pb.CommitBatchRequest(requests=[queued.message for queued in batch])
+        self.calls += 1
+        try:
+            response = await stub.CommitBatch(message, timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _RETRY_CODES:
+                error_type = (
+                    InvalidWriteSetError
+                    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    else SynclineError
+                )
+                self._fail(batch, error_type(f"txn service error: {_detail(exc)}"))
+                return
+            log.info(
+                "txn leader %s unusable (%s); looking it up again", self._leader, exc.code().name
+            )
+            self._retire(stub)
+            self._retry(batch, UnavailableError(f"the txn leader did not answer: {_detail(exc)}"))
+            return
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self._fail(batch, SynclineError("the commit client closed; the outcome is unknown"))
+                raise
+            # grpc cancels calls on a channel retired after a leader change: retry.
+            self._retire(stub)
+            self._retry(batch, UnavailableError("the txn leader changed during the call"))
+            return
+        if len(response.responses) != len(batch):
+            self._fail(batch, SynclineError("the txn service answered the wrong number of commits"))
+            return
+        retry: list[_Queued] = []
+        fenced = False
+        for queued, answer in zip(batch, response.responses, strict=True):
+            result = response_from_proto(answer)
+            if isinstance(result, UnavailableError | FencedError):
+                # Not committed (fenced), or not known to be (storage failed mid-write):
+                # the key makes sending it again safe either way.
+                retry.append(queued)
+                fenced = fenced or isinstance(result, FencedError)
+            else:
+                _settle(queued, result)
+        if fenced:
+            self._retire(stub)
+        if retry:
+            self._retry(retry, UnavailableError("the txn leader could not commit it"))
+
+    def _retry(self, batch: list[_Queued], why: UnavailableError) -> None:
+        """Queue ``batch`` again after its backoff; fail what is past its deadline."""
+        now = time.monotonic()
+        expired = [queued for queued in batch if now > queued.deadline]
+        self._fail(
+            expired,
+            UnavailableError(
+                f"no txn leader answered within {self._failover_timeout:.0f} s ({why.message})"
+            ),
+        )
+        loop = asyncio.get_running_loop()
+        for queued in batch:
+            if now > queued.deadline:
+                continue
+            # Sent before, so the key is no longer fresh: the leader must look for it.
+            queued.message.fresh_key = False
+            delay = queued.backoff * (0.5 + random.random())
+            queued.backoff = min(queued.backoff * 2, _MAX_BACKOFF_SECONDS)
+            loop.call_later(delay, self._requeue, queued)
+
+    def _requeue(self, queued: _Queued) -> None:
+        if self._closed:
+            _settle(queued, SynclineError("the commit client closed; the outcome is unknown"))
+            return
+        self._queue.append(queued)
+        self._send_queued()
+
+    @staticmethod
+    def _fail(batch: list[_Queued], error: SynclineError) -> None:
+        for queued in batch:
+            _settle(queued, error)
 
     async def find_idempotent(self, key: str) -> CommitOutcome | None:
         message = pb.FindCommitRequest(idempotency_key=key)
@@ -124,7 +267,7 @@ class RemoteCommitter:
 
     async def _call(self, rpc: object) -> object:
         deadline = time.monotonic() + self._failover_timeout
-        backoff = 0.02
+        backoff = _FIRST_BACKOFF_SECONDS
         while True:
             stub = await self._current_stub(deadline)
             try:
@@ -151,11 +294,17 @@ class RemoteCommitter:
                     f"no txn leader answered within {self._failover_timeout:.0f} s"
                 )
             await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 0.5)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
     async def _current_stub(self, deadline: float) -> pb_grpc.TxnStub:
         if self._stub is not None:
             return self._stub
+        async with self._finding_leader:  # one channel per leader, however many callers
+            if self._stub is not None:
+                return self._stub
+            return await self._find_leader(deadline)
+
+    async def _find_leader(self, deadline: float) -> pb_grpc.TxnStub:
         while True:
             address = await self._read_leader()
             if address is not None:
@@ -207,3 +356,12 @@ class RemoteCommitter:
 
 def _detail(exc: grpc.aio.AioRpcError) -> str:
     return str(exc.details() or exc.code().name)
+
+
+def _settle(queued: _Queued, result: CommitOutcome | SynclineError) -> None:
+    if queued.future.done():  # the caller was cancelled
+        return
+    if isinstance(result, CommitOutcome):
+        queued.future.set_result(result)
+    else:
+        queued.future.set_exception(result)

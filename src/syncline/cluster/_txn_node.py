@@ -1,4 +1,4 @@
-"""The txn service: the leader-elected committer behind gRPC ``Txn.Commit``.
+"""The txn service: the leader-elected committer behind gRPC ``Txn.CommitBatch``.
 
 Every node contends for leadership in ZooKeeper. The leader takes a new epoch
 in PostgreSQL (which waits for any batch of the previous leader still in
@@ -23,10 +23,8 @@ import grpc
 from aiohttp import web
 
 from syncline._errors import (
-    CatalogChangedError,
     FencedError,
     InvalidWriteSetError,
-    OccConflictError,
     SynclineError,
     UnavailableError,
 )
@@ -34,11 +32,11 @@ from syncline.app import App, load_app
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._service import start_health_http
 from syncline.cluster._validate import validate_commit
-from syncline.cluster._wire import outcome_to_proto, request_from_proto
+from syncline.cluster._wire import outcome_to_proto, request_from_proto, response_to_proto
 from syncline.database import DataModel
 from syncline.runtime import DeploymentManager
 from syncline.storage import Storage
-from syncline.txn import Committer, CommitterConfig
+from syncline.txn import CommitOutcome, Committer, CommitterConfig
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -185,20 +183,28 @@ class TxnNode:
             ),
         )
 
-    async def commit(self, message: pb.CommitRequest) -> pb.CommitResponse:
-        """Validate and commit; raises SynclineError subclasses (mapped to gRPC codes)."""
+    async def commit_batch(self, message: pb.CommitBatchRequest) -> pb.CommitBatchResponse:
+        """Validate and commit each request on its own; answers in request order.
+
+        Raises _NotLeader (the whole call fails) when this node does not lead.
+        """
         committer, model = self._committer, self._model
         if committer is None or model is None:
             raise _NotLeader(f"{self.identifier} is not the leader")
-        request = request_from_proto(message)
-        validate_commit(request, model)
-        try:
-            outcome = await committer.commit(request)
-        except CatalogChangedError as exc:
-            return pb.CommitResponse(conflict=pb.Conflict(reason=exc.message, catalog_changed=True))
-        except OccConflictError as exc:
-            return pb.CommitResponse(conflict=pb.Conflict(reason=exc.message))
-        return pb.CommitResponse(committed=outcome_to_proto(outcome))
+        results: list[CommitOutcome | SynclineError | asyncio.Future[CommitOutcome]] = []
+        for request_message in message.requests:
+            try:
+                request = request_from_proto(request_message)
+                validate_commit(request, model)
+                results.append(committer.submit(request))
+            except SynclineError as exc:
+                results.append(exc)
+        futures = [result for result in results if isinstance(result, asyncio.Future)]
+        if futures:
+            await asyncio.wait(futures)
+        return pb.CommitBatchResponse(
+            responses=[response_to_proto(_settled(result)) for result in results]
+        )
 
     async def find_commit(self, key: str) -> pb.FindCommitResponse:
         committer = self._committer
@@ -208,6 +214,22 @@ class TxnNode:
         if outcome is None:
             return pb.FindCommitResponse()
         return pb.FindCommitResponse(committed=outcome_to_proto(outcome))
+
+
+def _settled(
+    result: CommitOutcome | SynclineError | asyncio.Future[CommitOutcome],
+) -> CommitOutcome | SynclineError:
+    if not isinstance(result, asyncio.Future):
+        return result
+    error = result.exception()
+    if error is None:
+        return result.result()
+    if isinstance(error, SynclineError):
+        if not error.retryable:
+            log.error("commit failed: %s", error.message)
+        return error
+    log.error("commit failed", exc_info=error)
+    return SynclineError("the commit failed inside the txn service; see its log")
 
 
 class _NotLeader(SynclineError):
@@ -234,17 +256,14 @@ class _TxnServicer(pb_grpc.TxnServicer):  # type: ignore[misc]
     def __init__(self, node: TxnNode) -> None:
         self._node = node
 
-    async def Commit(
-        self, request: pb.CommitRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CommitResponse:
+    async def CommitBatch(
+        self, request: pb.CommitBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CommitBatchResponse:
         try:
-            return await self._node.commit(request)
+            return await self._node.commit_batch(request)
         except SynclineError as exc:
-            status = _status_for(exc)
-            if status is grpc.StatusCode.INTERNAL:
-                log.error("commit failed: %s", exc.message)
             error = exc
-        await context.abort(status, f"{error.code}: {error.message}")
+        await context.abort(_status_for(error), f"{error.code}: {error.message}")
         raise AssertionError("unreachable")
 
     async def FindCommit(

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from syncline._errors import InvalidWriteSetError, SynclineError
+from syncline._errors import (
+    CatalogChangedError,
+    FencedError,
+    InvalidWriteSetError,
+    OccConflictError,
+    SynclineError,
+    UnavailableError,
+)
 from syncline.storage import DocumentWrite, IndexKeyChange
 from syncline.txn import CommitOutcome, CommitRequest, Interval, ReadSet
 from syncline.v1 import syncline_pb2 as pb
@@ -50,6 +57,7 @@ def request_to_proto(request: CommitRequest) -> pb.CommitRequest:
         idempotency_key=request.idempotency_key or "",
         result_json=request.result_json,
         catalog_version=request.catalog_version or 0,
+        fresh_key=request.fresh_key,
     )
 
 
@@ -107,6 +115,7 @@ def request_from_proto(message: pb.CommitRequest) -> CommitRequest:
         idempotency_key=message.idempotency_key or None,
         result_json=message.result_json or "null",
         catalog_version=message.catalog_version or None,
+        fresh_key=message.fresh_key and bool(message.idempotency_key),
     )
 
 
@@ -120,6 +129,40 @@ def _document(text: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidWriteSetError(f"{where}: a document must be an object")
     return value
+
+
+def response_to_proto(result: CommitOutcome | SynclineError) -> pb.CommitResponse:
+    """One request's answer: committed, an OCC conflict, or why it was not committed."""
+    if isinstance(result, CommitOutcome):
+        return pb.CommitResponse(committed=outcome_to_proto(result))
+    if isinstance(result, OccConflictError):
+        changed = isinstance(result, CatalogChangedError)
+        return pb.CommitResponse(
+            conflict=pb.Conflict(reason=result.message, catalog_changed=changed)
+        )
+    return pb.CommitResponse(
+        error=pb.CommitError(code=result.code, message=result.message, retryable=result.retryable)
+    )
+
+
+def response_from_proto(message: pb.CommitResponse) -> CommitOutcome | SynclineError:
+    """The inverse of response_to_proto: the outcome, or the error to raise (or retry)."""
+    which = message.WhichOneof("outcome")
+    if which == "committed":
+        return outcome_from_proto(message.committed)
+    if which == "conflict":
+        if message.conflict.catalog_changed:
+            return CatalogChangedError(message.conflict.reason)
+        return OccConflictError(message.conflict.reason)
+    if which == "error":
+        fallback = UnavailableError if message.error.retryable else SynclineError
+        return _ERRORS_BY_CODE.get(message.error.code, fallback)(message.error.message)
+    return SynclineError("the txn service answered a commit with no outcome")
+
+
+_ERRORS_BY_CODE: dict[str, type[SynclineError]] = {
+    error.code: error for error in (InvalidWriteSetError, FencedError, UnavailableError)
+}
 
 
 def outcome_to_proto(outcome: CommitOutcome) -> pb.Committed:

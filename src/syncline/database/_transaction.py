@@ -52,10 +52,6 @@ class Transaction:
         self._write_version = 0
         """Bumped on every write, so scans in progress notice new writes."""
 
-    @property
-    def ts(self) -> int:
-        return self.snapshot.ts
-
     # -- reads ---------------------------------------------------------------
 
     async def get(self, doc_id: object) -> Document | None:

@@ -33,7 +33,7 @@ from syncline.functions import FunctionKind, FunctionSpec, Visibility, resolve_r
 from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
-from syncline.storage import Snapshot, Storage
+from syncline.storage import DeferredSnapshot, Snapshot, Storage
 from syncline.txn import CommitClient, CommitRequest, ReadSet
 from syncline.values import check_value, from_json, to_json
 
@@ -243,10 +243,17 @@ class FunctionRunner:
         backoff = self._config.occ_backoff_seconds
         conflicts = 0
         unavailable_until = time.monotonic() + self._config.unavailable_retry_seconds
+        attempts = 0
         while True:
+            attempts += 1
             try:
                 return await self._mutation_attempt(
-                    spec, checked, identity, key, generated_key=idempotency_key is None
+                    spec,
+                    checked,
+                    identity,
+                    key,
+                    generated_key=idempotency_key is None,
+                    first_attempt=attempts == 1,
                 )
             except OccConflictError as exc:
                 if isinstance(exc, CatalogChangedError):
@@ -271,6 +278,7 @@ class FunctionRunner:
         idempotency_key: str,
         *,
         generated_key: bool,
+        first_attempt: bool,
     ) -> MutationResult:
         # The deployment may have changed since the first attempt: use the live one,
         # and check the arguments against its validator.
@@ -284,7 +292,9 @@ class FunctionRunner:
             spec = live
         assert spec.path is not None
         with capture_log_lines(spec.path) as lines:
-            async with self._storage.snapshot() as snapshot:
+            # Opened at the first read: a mutation that only writes needs no snapshot.
+            snapshot = DeferredSnapshot(self._storage, before_open=self._deployments.wait_stable)
+            async with snapshot:
                 # ensure_table may swap tx.model mid-run; the commit is checked against
                 # the catalog the transaction started with.
                 catalog_version = deployment.model.catalog_version
@@ -298,13 +308,23 @@ class FunctionRunner:
                 value = await self._invoke(spec, MutationCtx(db, Auth(identity)), args)
                 self._check_result(deployment, spec, value)
                 writes = tx.document_writes()
-                snapshot_ts = snapshot.ts
+                # A commit that read nothing is valid at any snapshot (see WriteWindow).
+                snapshot_ts = snapshot.ts if snapshot.opened else 0
         result_json = json.dumps(to_json(value), separators=(",", ":"))
         if not writes and generated_key:
+            if not snapshot.opened:
+                snapshot_ts = await self._storage.max_ts()
             return MutationResult(value, snapshot_ts, lines)
         outcome = await self._committer.commit(
             CommitRequest(
-                snapshot_ts, tx.reads, writes, idempotency_key, result_json, catalog_version
+                snapshot_ts,
+                tx.reads,
+                writes,
+                idempotency_key,
+                result_json,
+                catalog_version,
+                # A key made up here and never sent: no earlier commit can hold it.
+                fresh_key=generated_key and first_attempt,
             )
         )
         if outcome.deduplicated:

@@ -1,5 +1,6 @@
 """Storage backends behind one interface: SQLite (embedded) and PostgreSQL (cluster)."""
 
+from syncline.storage._deferred import DeferredSnapshot
 from syncline.storage._interface import (
     Catalog,
     CommitEntry,
@@ -22,6 +23,7 @@ __all__ = [
     "CommitEntry",
     "CommitLogEntry",
     "CommitNotifier",
+    "DeferredSnapshot",
     "Document",
     "DocumentWrite",
     "IdempotencyRecord",

@@ -117,7 +117,8 @@ class Catalog:
 class Snapshot(Protocol):
     """A consistent read view at ``ts``: every commit <= ts and nothing after."""
 
-    ts: int
+    @property
+    def ts(self) -> int: ...
 
     async def get(self, doc_id: str) -> Document | None: ...
 

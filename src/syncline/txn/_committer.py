@@ -46,6 +46,9 @@ class CommitRequest:
     """The function's return value, recorded with the idempotency key."""
     catalog_version: int | None = None
     """The catalog the writes' index keys were computed for (None: not checked)."""
+    fresh_key: bool = False
+    """The sender made ``idempotency_key`` up for this request and never sent it
+    before, so no earlier commit can hold it and the committer skips looking."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,13 @@ class Committer:
 
     async def commit(self, request: CommitRequest) -> CommitOutcome:
         """Commit, or raise OccConflictError; returns the first outcome for a retried key."""
+        return await self.submit(request)
+
+    def submit(self, request: CommitRequest) -> asyncio.Future[CommitOutcome]:
+        """Queue a commit; the future holds what ``commit`` would return or raise.
+
+        For callers that hand over many requests at once without a task each.
+        """
         if self._state is CommitterState.FENCED:
             raise FencedError("this committer was deposed by a newer leader")
         if self._state is not CommitterState.RUNNING:
@@ -177,7 +187,7 @@ class Committer:
         pending = _Pending(request)
         self._queue.append(pending)
         self._wakeup.set()
-        return await pending.future
+        return pending.future
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -235,6 +245,7 @@ class Committer:
             p.request.idempotency_key
             for p in batch
             if p.request.idempotency_key is not None
+            and not p.request.fresh_key
             and p.request.idempotency_key not in self._recent
         ]
         stored = await self._storage.find_idempotent_many(unknown) if unknown else {}

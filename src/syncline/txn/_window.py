@@ -63,13 +63,15 @@ class WriteWindow:
             self._floor_ts = self._entries.popleft().ts
 
     def check(self, snapshot_ts: int, read_set: ReadSet) -> Conflict | None:
+        if len(read_set) == 0:
+            # Read nothing, so nothing written since can conflict, however old the
+            # snapshot (a write-only mutation never opens one).
+            return None
         if snapshot_ts < self._floor_ts:
             return Conflict(
                 f"snapshot {snapshot_ts} is older than the committer's window ({self._floor_ts})",
                 None,
             )
-        if len(read_set) == 0:
-            return None  # read nothing, so nothing written since can conflict
         # Newest first: a conflict is most likely with a recent commit.
         for entry in reversed(self._entries):
             if entry.ts <= snapshot_ts:

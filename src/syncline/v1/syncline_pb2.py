@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asyncline/v1/syncline.proto\x12\x0bsyncline.v1\"6\n\x0bKeyInterval\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x10\n\x03\x65nd\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x06\n\x04_end\"J\n\tIndexRead\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12+\n\tintervals\x18\x02 \x03(\x0b\x32\x18.syncline.v1.KeyInterval\"f\n\x0eIndexKeyChange\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12\x14\n\x07old_key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x07new_key\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x42\n\n\x08_old_keyB\n\n\x08_new_key\"\x95\x01\n\rDocumentWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctable_number\x18\x02 \x01(\r\x12\x1b\n\x0enew_value_json\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x32\n\rindex_changes\x18\x04 \x03(\x0b\x32\x1b.syncline.v1.IndexKeyChangeB\x11\n\x0f_new_value_json\"\xbe\x01\n\rCommitRequest\x12\x13\n\x0bsnapshot_ts\x18\x01 \x01(\x04\x12%\n\x05reads\x18\x02 \x03(\x0b\x32\x16.syncline.v1.IndexRead\x12*\n\x06writes\x18\x03 \x03(\x0b\x32\x1a.syncline.v1.DocumentWrite\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x06 \x01(\x04\"B\n\tCommitted\x12\n\n\x02ts\x18\x01 \x01(\x04\x12\x13\n\x0bresult_json\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\"3\n\x08\x43onflict\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61talog_changed\x18\x02 \x01(\x08\"s\n\x0e\x43ommitResponse\x12+\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x12)\n\x08\x63onflict\x18\x02 \x01(\x0b\x32\x15.syncline.v1.ConflictH\x00\x42\t\n\x07outcome\",\n\x11\x46indCommitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"R\n\x12\x46indCommitResponse\x12.\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x88\x01\x01\x42\x0c\n\n_committed\"\x1b\n\x0b\x43lientFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1b\n\x0bServerFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"\xa7\x01\n\x0eHealthResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".syncline.v1.HealthResponse.Status\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07last_ts\x18\x04 \x01(\x04\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\x97\x01\n\x03Txn\x12\x41\n\x06\x43ommit\x12\x1a.syncline.v1.CommitRequest\x1a\x1b.syncline.v1.CommitResponse\x12M\n\nFindCommit\x12\x1e.syncline.v1.FindCommitRequest\x1a\x1f.syncline.v1.FindCommitResponse2I\n\x04Sync\x12\x41\n\x07Session\x12\x18.syncline.v1.ClientFrame\x1a\x18.syncline.v1.ServerFrame(\x01\x30\x01\x32J\n\x06Health\x12@\n\x05\x43heck\x12\x1a.syncline.v1.HealthRequest\x1a\x1b.syncline.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asyncline/v1/syncline.proto\x12\x0bsyncline.v1\"6\n\x0bKeyInterval\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x10\n\x03\x65nd\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x06\n\x04_end\"J\n\tIndexRead\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12+\n\tintervals\x18\x02 \x03(\x0b\x32\x18.syncline.v1.KeyInterval\"f\n\x0eIndexKeyChange\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12\x14\n\x07old_key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x07new_key\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x42\n\n\x08_old_keyB\n\n\x08_new_key\"\x95\x01\n\rDocumentWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctable_number\x18\x02 \x01(\r\x12\x1b\n\x0enew_value_json\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x32\n\rindex_changes\x18\x04 \x03(\x0b\x32\x1b.syncline.v1.IndexKeyChangeB\x11\n\x0f_new_value_json\"\xd1\x01\n\rCommitRequest\x12\x13\n\x0bsnapshot_ts\x18\x01 \x01(\x04\x12%\n\x05reads\x18\x02 \x03(\x0b\x32\x16.syncline.v1.IndexRead\x12*\n\x06writes\x18\x03 \x03(\x0b\x32\x1a.syncline.v1.DocumentWrite\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x06 \x01(\x04\x12\x11\n\tfresh_key\x18\x07 \x01(\x08\"B\n\x12\x43ommitBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.syncline.v1.CommitRequest\"B\n\tCommitted\x12\n\n\x02ts\x18\x01 \x01(\x04\x12\x13\n\x0bresult_json\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\"3\n\x08\x43onflict\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61talog_changed\x18\x02 \x01(\x08\"?\n\x0b\x43ommitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9e\x01\n\x0e\x43ommitResponse\x12+\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x12)\n\x08\x63onflict\x18\x02 \x01(\x0b\x32\x15.syncline.v1.ConflictH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.syncline.v1.CommitErrorH\x00\x42\t\n\x07outcome\"E\n\x13\x43ommitBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.syncline.v1.CommitResponse\",\n\x11\x46indCommitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"R\n\x12\x46indCommitResponse\x12.\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x88\x01\x01\x42\x0c\n\n_committed\"\x1b\n\x0b\x43lientFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1b\n\x0bServerFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"\xa7\x01\n\x0eHealthResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".syncline.v1.HealthResponse.Status\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07last_ts\x18\x04 \x01(\x04\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\xa6\x01\n\x03Txn\x12P\n\x0b\x43ommitBatch\x12\x1f.syncline.v1.CommitBatchRequest\x1a .syncline.v1.CommitBatchResponse\x12M\n\nFindCommit\x12\x1e.syncline.v1.FindCommitRequest\x1a\x1f.syncline.v1.FindCommitResponse2I\n\x04Sync\x12\x41\n\x07Session\x12\x18.syncline.v1.ClientFrame\x1a\x18.syncline.v1.ServerFrame(\x01\x30\x01\x32J\n\x06Health\x12@\n\x05\x43heck\x12\x1a.syncline.v1.HealthRequest\x1a\x1b.syncline.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,31 +40,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCUMENTWRITE']._serialized_start=280
   _globals['_DOCUMENTWRITE']._serialized_end=429
   _globals['_COMMITREQUEST']._serialized_start=432
-  _globals['_COMMITREQUEST']._serialized_end=622
-  _globals['_COMMITTED']._serialized_start=624
-  _globals['_COMMITTED']._serialized_end=690
-  _globals['_CONFLICT']._serialized_start=692
-  _globals['_CONFLICT']._serialized_end=743
-  _globals['_COMMITRESPONSE']._serialized_start=745
-  _globals['_COMMITRESPONSE']._serialized_end=860
-  _globals['_FINDCOMMITREQUEST']._serialized_start=862
-  _globals['_FINDCOMMITREQUEST']._serialized_end=906
-  _globals['_FINDCOMMITRESPONSE']._serialized_start=908
-  _globals['_FINDCOMMITRESPONSE']._serialized_end=990
-  _globals['_CLIENTFRAME']._serialized_start=992
-  _globals['_CLIENTFRAME']._serialized_end=1019
-  _globals['_SERVERFRAME']._serialized_start=1021
-  _globals['_SERVERFRAME']._serialized_end=1048
-  _globals['_HEALTHREQUEST']._serialized_start=1050
-  _globals['_HEALTHREQUEST']._serialized_end=1065
-  _globals['_HEALTHRESPONSE']._serialized_start=1068
-  _globals['_HEALTHRESPONSE']._serialized_end=1235
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=1184
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=1235
-  _globals['_TXN']._serialized_start=1238
-  _globals['_TXN']._serialized_end=1389
-  _globals['_SYNC']._serialized_start=1391
-  _globals['_SYNC']._serialized_end=1464
-  _globals['_HEALTH']._serialized_start=1466
-  _globals['_HEALTH']._serialized_end=1540
+  _globals['_COMMITREQUEST']._serialized_end=641
+  _globals['_COMMITBATCHREQUEST']._serialized_start=643
+  _globals['_COMMITBATCHREQUEST']._serialized_end=709
+  _globals['_COMMITTED']._serialized_start=711
+  _globals['_COMMITTED']._serialized_end=777
+  _globals['_CONFLICT']._serialized_start=779
+  _globals['_CONFLICT']._serialized_end=830
+  _globals['_COMMITERROR']._serialized_start=832
+  _globals['_COMMITERROR']._serialized_end=895
+  _globals['_COMMITRESPONSE']._serialized_start=898
+  _globals['_COMMITRESPONSE']._serialized_end=1056
+  _globals['_COMMITBATCHRESPONSE']._serialized_start=1058
+  _globals['_COMMITBATCHRESPONSE']._serialized_end=1127
+  _globals['_FINDCOMMITREQUEST']._serialized_start=1129
+  _globals['_FINDCOMMITREQUEST']._serialized_end=1173
+  _globals['_FINDCOMMITRESPONSE']._serialized_start=1175
+  _globals['_FINDCOMMITRESPONSE']._serialized_end=1257
+  _globals['_CLIENTFRAME']._serialized_start=1259
+  _globals['_CLIENTFRAME']._serialized_end=1286
+  _globals['_SERVERFRAME']._serialized_start=1288
+  _globals['_SERVERFRAME']._serialized_end=1315
+  _globals['_HEALTHREQUEST']._serialized_start=1317
+  _globals['_HEALTHREQUEST']._serialized_end=1332
+  _globals['_HEALTHRESPONSE']._serialized_start=1335
+  _globals['_HEALTHRESPONSE']._serialized_end=1502
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=1451
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=1502
+  _globals['_TXN']._serialized_start=1505
+  _globals['_TXN']._serialized_end=1671
+  _globals['_SYNC']._serialized_start=1673
+  _globals['_SYNC']._serialized_end=1746
+  _globals['_HEALTH']._serialized_start=1748
+  _globals['_HEALTH']._serialized_end=1822
 # @@protoc_insertion_point(module_scope)

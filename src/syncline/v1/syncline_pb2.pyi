@@ -46,20 +46,28 @@ class DocumentWrite(_message.Message):
     def __init__(self, id: _Optional[str] = ..., table_number: _Optional[int] = ..., new_value_json: _Optional[str] = ..., index_changes: _Optional[_Iterable[_Union[IndexKeyChange, _Mapping]]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("snapshot_ts", "reads", "writes", "idempotency_key", "result_json", "catalog_version")
+    __slots__ = ("snapshot_ts", "reads", "writes", "idempotency_key", "result_json", "catalog_version", "fresh_key")
     SNAPSHOT_TS_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FRESH_KEY_FIELD_NUMBER: _ClassVar[int]
     snapshot_ts: int
     reads: _containers.RepeatedCompositeFieldContainer[IndexRead]
     writes: _containers.RepeatedCompositeFieldContainer[DocumentWrite]
     idempotency_key: str
     result_json: str
     catalog_version: int
-    def __init__(self, snapshot_ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[IndexRead, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[DocumentWrite, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., result_json: _Optional[str] = ..., catalog_version: _Optional[int] = ...) -> None: ...
+    fresh_key: bool
+    def __init__(self, snapshot_ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[IndexRead, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[DocumentWrite, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., result_json: _Optional[str] = ..., catalog_version: _Optional[int] = ..., fresh_key: _Optional[bool] = ...) -> None: ...
+
+class CommitBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[CommitRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[CommitRequest, _Mapping]]] = ...) -> None: ...
 
 class Committed(_message.Message):
     __slots__ = ("ts", "result_json", "deduplicated")
@@ -79,13 +87,31 @@ class Conflict(_message.Message):
     catalog_changed: bool
     def __init__(self, reason: _Optional[str] = ..., catalog_changed: _Optional[bool] = ...) -> None: ...
 
+class CommitError(_message.Message):
+    __slots__ = ("code", "message", "retryable")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    retryable: bool
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+
 class CommitResponse(_message.Message):
-    __slots__ = ("committed", "conflict")
+    __slots__ = ("committed", "conflict", "error")
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     committed: Committed
     conflict: Conflict
-    def __init__(self, committed: _Optional[_Union[Committed, _Mapping]] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ...) -> None: ...
+    error: CommitError
+    def __init__(self, committed: _Optional[_Union[Committed, _Mapping]] = ..., conflict: _Optional[_Union[Conflict, _Mapping]] = ..., error: _Optional[_Union[CommitError, _Mapping]] = ...) -> None: ...
+
+class CommitBatchResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[CommitResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[CommitResponse, _Mapping]]] = ...) -> None: ...
 
 class FindCommitRequest(_message.Message):
     __slots__ = ("idempotency_key",)

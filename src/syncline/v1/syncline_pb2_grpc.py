@@ -26,10 +26,11 @@ if _version_not_supported:
 
 
 class TxnStub:
-    """Errors travel as gRPC status codes:
-    INVALID_ARGUMENT     malformed read or write set, unknown table, schema violation
+    """A request's own failures (malformed read or write set, unknown table, schema
+    violation; fenced or storage unreachable mid-commit) come back as its
+    CommitError. Failures of the whole call travel as gRPC status codes:
     FAILED_PRECONDITION  this node is not the leader (find the leader and retry)
-    UNAVAILABLE          fenced by a newer leader, or storage unreachable (retry)
+    UNAVAILABLE          fenced by a newer leader, or unreachable (retry)
     """
 
     def __init__(self, channel):
@@ -38,10 +39,10 @@ class TxnStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Commit = channel.unary_unary(
-                '/syncline.v1.Txn/Commit',
-                request_serializer=syncline_dot_v1_dot_syncline__pb2.CommitRequest.SerializeToString,
-                response_deserializer=syncline_dot_v1_dot_syncline__pb2.CommitResponse.FromString,
+        self.CommitBatch = channel.unary_unary(
+                '/syncline.v1.Txn/CommitBatch',
+                request_serializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchRequest.SerializeToString,
+                response_deserializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchResponse.FromString,
                 _registered_method=True)
         self.FindCommit = channel.unary_unary(
                 '/syncline.v1.Txn/FindCommit',
@@ -51,13 +52,14 @@ class TxnStub:
 
 
 class TxnServicer:
-    """Errors travel as gRPC status codes:
-    INVALID_ARGUMENT     malformed read or write set, unknown table, schema violation
+    """A request's own failures (malformed read or write set, unknown table, schema
+    violation; fenced or storage unreachable mid-commit) come back as its
+    CommitError. Failures of the whole call travel as gRPC status codes:
     FAILED_PRECONDITION  this node is not the leader (find the leader and retry)
-    UNAVAILABLE          fenced by a newer leader, or storage unreachable (retry)
+    UNAVAILABLE          fenced by a newer leader, or unreachable (retry)
     """
 
-    def Commit(self, request, context):
+    def CommitBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,10 +74,10 @@ class TxnServicer:
 
 def add_TxnServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Commit': grpc.unary_unary_rpc_method_handler(
-                    servicer.Commit,
-                    request_deserializer=syncline_dot_v1_dot_syncline__pb2.CommitRequest.FromString,
-                    response_serializer=syncline_dot_v1_dot_syncline__pb2.CommitResponse.SerializeToString,
+            'CommitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitBatch,
+                    request_deserializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchRequest.FromString,
+                    response_serializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchResponse.SerializeToString,
             ),
             'FindCommit': grpc.unary_unary_rpc_method_handler(
                     servicer.FindCommit,
@@ -91,14 +93,15 @@ def add_TxnServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Txn:
-    """Errors travel as gRPC status codes:
-    INVALID_ARGUMENT     malformed read or write set, unknown table, schema violation
+    """A request's own failures (malformed read or write set, unknown table, schema
+    violation; fenced or storage unreachable mid-commit) come back as its
+    CommitError. Failures of the whole call travel as gRPC status codes:
     FAILED_PRECONDITION  this node is not the leader (find the leader and retry)
-    UNAVAILABLE          fenced by a newer leader, or storage unreachable (retry)
+    UNAVAILABLE          fenced by a newer leader, or unreachable (retry)
     """
 
     @staticmethod
-    def Commit(request,
+    def CommitBatch(request,
             target,
             options=(),
             channel_credentials=None,
@@ -111,9 +114,9 @@ class Txn:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/syncline.v1.Txn/Commit',
-            syncline_dot_v1_dot_syncline__pb2.CommitRequest.SerializeToString,
-            syncline_dot_v1_dot_syncline__pb2.CommitResponse.FromString,
+            '/syncline.v1.Txn/CommitBatch',
+            syncline_dot_v1_dot_syncline__pb2.CommitBatchRequest.SerializeToString,
+            syncline_dot_v1_dot_syncline__pb2.CommitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
