@@ -25,6 +25,7 @@ from syncline.runtime import (
     FunctionRunner,
     install_print_capture,
 )
+from syncline.server._backend import LocalBackend
 from syncline.server._http import HttpApi
 from syncline.storage import SqliteStorage
 from syncline.sync import Authenticator, SubscriptionManager
@@ -110,7 +111,9 @@ class EmbeddedServer:
             await self.deploy(load_app(self.config.app_dir))
             await self.manager.start()
             self._http = HttpApi(
-                runner=self.runner, manager=self.manager, authenticator=self._get_authenticator
+                LocalBackend(
+                    runner=self.runner, manager=self.manager, authenticator=self._get_authenticator
+                )
             )
             self._site_runner = web.AppRunner(
                 self._http.application(), access_log=None, handle_signals=False

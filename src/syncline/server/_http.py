@@ -21,26 +21,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from syncline._errors import (
-    HTTP_STATUS_BY_CODE,
-    AppError,
-    AuthenticationError,
-    ProtocolError,
-    RequestTooLargeError,
-    SynclineError,
-)
+from syncline._errors import ProtocolError, RequestTooLargeError, SynclineError
 from syncline._version import __version__
 from syncline.functions import FunctionKind, run_path_to_function_path
-from syncline.runtime import FunctionRunner, Identity
-from syncline.sync import (
-    Authenticator,
-    SubscriptionManager,
-    SyncSession,
-    encode_ts,
-    error_for_client,
-)
+from syncline.server._backend import Backend, CallResult, FunctionCall, error_result
+from syncline.sync import encode_ts
 from syncline.sync._protocol import MAX_FRAME_BYTES
-from syncline.values import from_json, to_json
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +34,10 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class HttpApi:
-    """Builds the aiohttp application over a runner and a subscription manager."""
+    """Builds the aiohttp application over a :class:`Backend`."""
 
-    def __init__(
-        self,
-        *,
-        runner: FunctionRunner,
-        manager: SubscriptionManager,
-        authenticator: Callable[[], Authenticator],
-    ) -> None:
-        self._runner = runner
-        self._manager = manager
-        self._authenticator = authenticator
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     def application(self) -> web.Application:
@@ -93,7 +71,7 @@ class HttpApi:
         )
 
     async def _query_ts(self, request: web.Request) -> web.Response:
-        return web.json_response({"ts": encode_ts(self._manager.ts)})
+        return web.json_response({"ts": encode_ts(await self._backend.latest_ts())})
 
     # -- function calls --------------------------------------------------------
 
@@ -125,31 +103,12 @@ class HttpApi:
                 raise ProtocolError(
                     f"unsupported format {fmt!r}; use 'json' or 'convex_encoded_json'"
                 )
-            args = _args(body.get("args", {}))
-            identity = await self._authenticator().from_authorization_header(
-                request.headers.get("Authorization")
+            call = FunctionCall(
+                path, kind, _args(body.get("args", {})), request.headers.get("Authorization")
             )
-            value, log_lines = await self._execute(path, kind, from_json(args), identity)
         except SynclineError as exc:
-            return _error_response(exc)
-        return web.json_response(
-            {"status": "success", "value": to_json(value), "logLines": log_lines},
-            dumps=_dumps,
-        )
-
-    async def _execute(
-        self, path: str, kind: FunctionKind | None, args: Any, identity: Identity
-    ) -> tuple[Any, list[str]]:
-        if kind is None:
-            kind = self._runner.kind_of(path, identity)
-        if kind is FunctionKind.QUERY:
-            query = await self._runner.run_query(path, args, identity)
-            return query.value, query.log_lines
-        if kind is FunctionKind.MUTATION:
-            mutation = await self._runner.run_mutation(path, args, identity)
-            return mutation.value, mutation.log_lines
-        action = await self._runner.run_action(path, args, identity)
-        return action.value, action.log_lines
+            return _response(error_result(exc))
+        return _response(await self._backend.call(call))
 
     # -- the sync protocol -----------------------------------------------------
 
@@ -177,14 +136,7 @@ class HttpApi:
                     log.info("sync connection error: %s", ws.exception())
                     return
 
-        session = SyncSession(
-            manager=self._manager,
-            runner=self._runner,
-            authenticator=self._authenticator(),
-            send=send,
-            close=close,
-        )
-        await session.run(frames())
+        await self._backend.serve_session(frames(), send, close)
         if not ws.closed:
             await ws.close()
         return ws
@@ -214,20 +166,5 @@ def _args(args: object) -> object:
     return args
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def _error_response(exc: SynclineError) -> web.Response:
-    status = HTTP_STATUS_BY_CODE.get(exc.code, 500)
-    if status == 560 or exc.code == "InternalError":
-        message, error_data = error_for_client(exc)
-        body: dict[str, Any] = {"status": "error", "errorMessage": message, "logLines": []}
-        if isinstance(exc, AppError):
-            body["errorData"] = error_data
-        return web.json_response(body, status=560 if status in (500, 560) else status, dumps=_dumps)
-    if isinstance(exc, AuthenticationError):
-        status = 401
-    return web.json_response(
-        {"code": exc.code, "message": exc.message}, status=status, dumps=_dumps
-    )
+def _response(result: CallResult) -> web.Response:
+    return web.Response(text=result.body, status=result.status, content_type="application/json")
