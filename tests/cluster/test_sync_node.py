@@ -185,6 +185,33 @@ async def test_health_readiness_and_shutdown_ends_sessions_unavailable(
     assert client.status == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_call_answers_http_api_calls_as_the_embedded_server_does(
+    make_sync_node: SyncNodeFactory,
+) -> None:
+    node = await make_sync_node()
+
+    async def call(path: str, kind: str = "", args: str = "{}", **extra: str) -> Any:
+        async with grpc.aio.insecure_channel(node.address) as channel:
+            request = pb.CallRequest(path=path, kind=kind, args_json=args, **extra)
+            response = await pb_grpc.SyncStub(channel).Call(request, timeout=10)
+        return response.http_status, json.loads(response.body_json)
+
+    status, body = await call("bank:increment", "mutation", '{"name": "call"}')
+    assert (status, body["status"], body["value"]) == (200, "success", 1.0)
+    status, body = await call("bank:counter", "", '{"name": "call"}')  # any kind
+    assert (status, body["value"]) == (200, 1.0)
+    status, body = await call("bank:counter", "mutation", '{"name": "call"}')
+    assert status == 560 and "is a query, not a mutation" in body["errorMessage"]
+    status, body = await call("bank:nothing_here", "query")
+    assert status == 560 and "Could not find public function" in body["errorMessage"]
+    status, body = await call("bank:counter", "query", "{not json")
+    assert status == 400 and body["message"] == "args are not JSON"
+    status, body = await call("bank:counter", "sideways")
+    assert status == 400 and "unknown function kind 'sideways'" in body["message"]
+    status, body = await call("bank:counter", "query", authorization="Bearer not-a-jwt")
+    assert status == 401
+
+
 async def test_a_fatal_protocol_error_ends_the_stream_ok_after_the_fatal_frame(
     make_sync_node: SyncNodeFactory, sync_client: SyncClientFactory
 ) -> None:

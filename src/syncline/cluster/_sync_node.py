@@ -40,7 +40,7 @@ from aiohttp import web
 from kazoo.client import KazooState
 from kazoo.exceptions import KazooException, NoNodeError
 
-from syncline._errors import ConfigError, SynclineError
+from syncline._errors import ConfigError, ProtocolError, SynclineError, UnavailableError
 from syncline.app import load_app
 from syncline.auth import AdminKeys, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
@@ -49,6 +49,7 @@ from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import start_health_http
 from syncline.cluster._zk import ZkSession
 from syncline.runtime import Deployment, FunctionRunner, install_print_capture
+from syncline.server import FunctionCall, LocalBackend, error_result, parse_kind
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
@@ -154,6 +155,7 @@ class SyncNode:
         self._committer: RemoteCommitter | None = None
         self._verifier: TokenVerifier | None = None
         self._authenticator: Authenticator | None = None
+        self._calls: LocalBackend | None = None
         self._server: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._zk: ZkSession | None = None
@@ -221,6 +223,10 @@ class SyncNode:
         await deployments.refresh()
         runner = self.runner = FunctionRunner(self.storage, self._committer, deployments)
         manager = self.manager = SubscriptionManager(self.storage, runner)
+        authenticator = self._authenticator
+        self._calls = LocalBackend(
+            runner=runner, manager=manager, authenticator=lambda: authenticator
+        )
         deployments.on_change(self._catalog_changed)
         await manager.start()
         if isinstance(self.storage, CommitNotifier):
@@ -387,6 +393,23 @@ class SyncNode:
                 grpc.StatusCode.UNAVAILABLE, "the sync node is shutting down; reconnect"
             )
 
+    async def call(self, message: pb.CallRequest) -> pb.CallResponse:
+        """One HTTP API call forwarded by a gateway, answered as the embedded server would."""
+        if self.state is not NodeState.RUNNING or self._calls is None:
+            raise UnavailableError("this sync node is not serving")
+        try:
+            kind = parse_kind(message.kind)
+            try:
+                args = json.loads(message.args_json) if message.args_json else {}
+            except ValueError:
+                raise ProtocolError("args are not JSON") from None
+        except SynclineError as exc:
+            result = error_result(exc)
+        else:
+            authorization = message.authorization if message.HasField("authorization") else None
+            result = await self._calls.call(FunctionCall(message.path, kind, args, authorization))
+        return pb.CallResponse(http_status=result.status, body_json=result.body)
+
     # -- membership ----------------------------------------------------------------------
 
     def _zk_state_changed(self, state: str) -> None:
@@ -486,6 +509,16 @@ class _SyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]
         self, request_iterator: AsyncIterator[pb.ClientFrame], context: grpc.aio.ServicerContext
     ) -> None:
         await self._node.serve_session(request_iterator, context)
+
+    async def Call(
+        self, request: pb.CallRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CallResponse:
+        try:
+            return await self._node.call(request)
+        except UnavailableError as exc:
+            message = exc.message
+        await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+        raise AssertionError("unreachable")
 
 
 class _HealthServicer(pb_grpc.HealthServicer):  # type: ignore[misc]

@@ -137,6 +137,26 @@ class ServerFrame(_message.Message):
     json: str
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
+class CallRequest(_message.Message):
+    __slots__ = ("path", "kind", "args_json", "authorization")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: str
+    args_json: str
+    authorization: str
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., args_json: _Optional[str] = ..., authorization: _Optional[str] = ...) -> None: ...
+
+class CallResponse(_message.Message):
+    __slots__ = ("http_status", "body_json")
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    http_status: int
+    body_json: str
+    def __init__(self, http_status: _Optional[int] = ..., body_json: _Optional[str] = ...) -> None: ...
+
 class HealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -169,12 +169,23 @@ class SyncStub:
                 request_serializer=syncline_dot_v1_dot_syncline__pb2.ClientFrame.SerializeToString,
                 response_deserializer=syncline_dot_v1_dot_syncline__pb2.ServerFrame.FromString,
                 _registered_method=True)
+        self.Call = channel.unary_unary(
+                '/syncline.v1.Sync/Call',
+                request_serializer=syncline_dot_v1_dot_syncline__pb2.CallRequest.SerializeToString,
+                response_deserializer=syncline_dot_v1_dot_syncline__pb2.CallResponse.FromString,
+                _registered_method=True)
 
 
 class SyncServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Session(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Call(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +198,11 @@ def add_SyncServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=syncline_dot_v1_dot_syncline__pb2.ClientFrame.FromString,
                     response_serializer=syncline_dot_v1_dot_syncline__pb2.ServerFrame.SerializeToString,
+            ),
+            'Call': grpc.unary_unary_rpc_method_handler(
+                    servicer.Call,
+                    request_deserializer=syncline_dot_v1_dot_syncline__pb2.CallRequest.FromString,
+                    response_serializer=syncline_dot_v1_dot_syncline__pb2.CallResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +232,33 @@ class Sync:
             '/syncline.v1.Sync/Session',
             syncline_dot_v1_dot_syncline__pb2.ClientFrame.SerializeToString,
             syncline_dot_v1_dot_syncline__pb2.ServerFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Call(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncline.v1.Sync/Call',
+            syncline_dot_v1_dot_syncline__pb2.CallRequest.SerializeToString,
+            syncline_dot_v1_dot_syncline__pb2.CallResponse.FromString,
             options,
             channel_credentials,
             insecure,
