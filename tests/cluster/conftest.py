@@ -18,7 +18,14 @@ import grpc
 import pytest
 
 from syncline.app import load_app
-from syncline.cluster import ClusterDeployments, RemoteCommitter, SyncConfig, SyncNode
+from syncline.cluster import (
+    ClusterDeployments,
+    Gateway,
+    GatewayConfig,
+    RemoteCommitter,
+    SyncConfig,
+    SyncNode,
+)
 from syncline.devservers import free_port
 from syncline.runtime import ANONYMOUS, FunctionRunner
 from syncline.storage import PostgresStorage
@@ -397,3 +404,30 @@ async def sync_client() -> AsyncIterator[SyncClientFactory]:
     yield open_client
     for client in clients:
         await client.close()
+
+
+# -- gateways --------------------------------------------------------------------------------
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(zk_hosts: str) -> AsyncIterator[GatewayFactory]:
+    """Start in-process gateways (with a gRPC port) that know at least one sync node."""
+    gateways: list[Gateway] = []
+
+    async def make(**overrides: Any) -> Gateway:
+        settings: dict[str, Any] = {"zk_hosts": zk_hosts, "grpc_port": 0, **overrides}
+        gateway = Gateway(GatewayConfig(**settings))
+        gateways.append(gateway)
+        await gateway.start()
+        deadline = time.monotonic() + 15
+        while not gateway.ready:
+            assert time.monotonic() < deadline, "the gateway saw no sync node"
+            await asyncio.sleep(0.02)
+        return gateway
+
+    yield make
+    for gateway in gateways:
+        await gateway.close()

@@ -1,4 +1,4 @@
-"""The cluster: the txn and sync services, leader election, committing through the leader."""
+"""The cluster: txn, sync and gateway services, leader election, committing through the leader."""
 
 import os
 
@@ -8,6 +8,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
+from syncline.cluster._gateway import Gateway, GatewayConfig
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import ServiceNode, run_until_signalled
 from syncline.cluster._sync_node import NodeState, SyncConfig, SyncNode
@@ -17,6 +18,8 @@ from syncline.cluster._wire import request_from_proto, request_to_proto
 
 __all__ = [
     "ClusterDeployments",
+    "Gateway",
+    "GatewayConfig",
     "LeaderElection",
     "NodeState",
     "RemoteCommitter",

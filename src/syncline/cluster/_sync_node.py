@@ -40,16 +40,17 @@ from aiohttp import web
 from kazoo.client import KazooState
 from kazoo.exceptions import KazooException, NoNodeError
 
-from syncline._errors import ConfigError, ProtocolError, SynclineError, UnavailableError
+from syncline._errors import ConfigError, SynclineError, UnavailableError
 from syncline.app import load_app
 from syncline.auth import AdminKeys, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import start_health_http
+from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
 from syncline.runtime import Deployment, FunctionRunner, install_print_capture
-from syncline.server import FunctionCall, LocalBackend, error_result, parse_kind
+from syncline.server import LocalBackend, error_result
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
@@ -398,16 +399,11 @@ class SyncNode:
         if self.state is not NodeState.RUNNING or self._calls is None:
             raise UnavailableError("this sync node is not serving")
         try:
-            kind = parse_kind(message.kind)
-            try:
-                args = json.loads(message.args_json) if message.args_json else {}
-            except ValueError:
-                raise ProtocolError("args are not JSON") from None
+            call = call_from_proto(message)
         except SynclineError as exc:
             result = error_result(exc)
         else:
-            authorization = message.authorization if message.HasField("authorization") else None
-            result = await self._calls.call(FunctionCall(message.path, kind, args, authorization))
+            result = await self._calls.call(call)
         return pb.CallResponse(http_status=result.status, body_json=result.body)
 
     # -- membership ----------------------------------------------------------------------

@@ -15,9 +15,11 @@ from syncline._errors import (
     FencedError,
     InvalidWriteSetError,
     OccConflictError,
+    ProtocolError,
     SynclineError,
     UnavailableError,
 )
+from syncline.server import FunctionCall, parse_kind
 from syncline.storage import DocumentWrite, IndexKeyChange
 from syncline.txn import CommitOutcome, CommitRequest, Interval, ReadSet
 from syncline.v1 import syncline_pb2 as pb
@@ -173,3 +175,23 @@ def outcome_to_proto(outcome: CommitOutcome) -> pb.Committed:
 
 def outcome_from_proto(message: pb.Committed) -> CommitOutcome:
     return CommitOutcome(message.ts, message.result_json, message.deduplicated)
+
+
+def call_from_proto(message: pb.CallRequest) -> FunctionCall:
+    """A forwarded HTTP API call; raises ProtocolError for a bad kind or args."""
+    kind = parse_kind(message.kind)
+    try:
+        args = json.loads(message.args_json) if message.args_json else {}
+    except ValueError:
+        raise ProtocolError("args are not JSON") from None
+    authorization = message.authorization if message.HasField("authorization") else None
+    return FunctionCall(message.path, kind, args, authorization)
+
+
+def call_to_proto(call: FunctionCall) -> pb.CallRequest:
+    return pb.CallRequest(
+        path=call.path,
+        kind=call.kind.value if call.kind is not None else "",
+        args_json=json.dumps(call.args, separators=(",", ":")),
+        authorization=call.authorization,
+    )

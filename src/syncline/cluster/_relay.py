@@ -1,0 +1,349 @@
+"""One client session relayed by a gateway to a sync node, moved when the node dies.
+
+The gateway passes the Convex sync protocol through unchanged while it keeps
+what it needs to rebuild the session elsewhere: the client's query set and its
+version, the identity frames, the last version the client was sent, and the
+mutations and actions not yet answered. When the node's stream fails (the
+node was killed, or is shutting down) the gateway opens a stream to another
+live node and replays:
+
+1. ``Connect`` with the same session id and ``maxObservedTimestamp`` set to the
+   last ts the client was sent, so the new node never shows older data;
+2. the confirmed ``Authenticate``, then the whole query set as one
+   ``ModifyQuerySet`` (0 -> 1), then identity changes not yet confirmed;
+3. unanswered mutations, resent as they were: sync-protocol mutations are
+   deduplicated by session id and request id, so one that did commit returns
+   its first result instead of applying again. Unanswered actions fail, as
+   Convex clients fail them when a connection drops.
+
+The new node counts versions from zero, so the gateway adds an offset to every
+query-set and identity version it forwards back (and subtracts it going in).
+Transitions from the new node are held back until one reaches the replayed
+state; that one is sent to the client as starting from the client's last
+version. The client sees a delay, never a broken version chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+
+from syncline._errors import SynclineError
+from syncline.cluster._members import SyncMembers
+from syncline.v1 import syncline_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[str], Awaitable[None]]
+
+ACTION_LOST = "Connection lost while action was in flight"
+
+
+class SessionStream(Protocol):
+    """A ``Sync.Session`` call (grpc.aio's StreamStreamCall)."""
+
+    async def write(self, request: pb.ClientFrame) -> None: ...
+
+    async def read(self) -> Any: ...
+
+    async def done_writing(self) -> None: ...
+
+    def cancel(self) -> bool: ...
+
+    async def code(self) -> grpc.StatusCode: ...
+
+
+OpenStream = Callable[[str], SessionStream]
+
+
+class _NodeLost(Exception):
+    """The stream to the sync node failed; the session moves to another node."""
+
+
+class RelayedSession:
+    """Serves one client connection through whichever sync node is alive."""
+
+    def __init__(
+        self,
+        *,
+        members: SyncMembers,
+        open_stream: OpenStream,
+        send: Send,
+        close: Close,
+        failover_timeout_seconds: float = 30.0,
+    ) -> None:
+        self._members = members
+        self._open_stream = open_stream
+        self._send = send
+        self._close = close
+        self._failover_timeout = failover_timeout_seconds
+        self._stream: SessionStream | None = None
+        self._address: str | None = None
+        self._lock = asyncio.Lock()
+        """Held while writing to the node and while moving to another node."""
+        self._streaming = asyncio.Event()
+        self._connect: dict[str, Any] | None = None
+        self._queries: dict[int, dict[str, Any]] = {}
+        self._query_set_version = 0
+        self._auth_frames: dict[int, dict[str, Any]] = {}
+        """Authenticate frames by the (client-side) identity version they lead to."""
+        self._sent_end: dict[str, Any] = {"querySet": 0, "identity": 0, "ts": None}
+        """The endVersion of the last Transition the client was sent."""
+        self._mutations: dict[int, dict[str, Any]] = {}
+        self._actions: set[int] = set()
+        self._query_set_offset = 0
+        self._identity_offset = 0
+        self._replay_target: tuple[int, int] | None = None
+        """While replaying: the (query set, identity) version the new node must reach."""
+        self.moves = 0
+
+    @property
+    def address(self) -> str | None:
+        """The sync node currently serving this session."""
+        return self._address
+
+    async def run(self, frames: AsyncIterator[str | bytes]) -> None:
+        """Relay until the client leaves or the session ends; never raises for a node."""
+        from_client = asyncio.ensure_future(self._from_client(frames))
+        from_node = asyncio.ensure_future(self._from_nodes())
+        try:
+            await asyncio.wait((from_client, from_node), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (from_client, from_node):
+                task.cancel()
+            await asyncio.gather(from_client, from_node, return_exceptions=True)
+            if self._stream is not None:
+                self._stream.cancel()
+
+    # -- client -> node ------------------------------------------------------------------
+
+    async def _from_client(self, frames: AsyncIterator[str | bytes]) -> None:
+        async for frame in frames:
+            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+            message = _parse(text)
+            async with self._lock:
+                if self._stream is None:
+                    try:
+                        await self._first_stream(message)
+                    except SynclineError as exc:
+                        await self._close(exc.message)
+                        return
+                if message is not None:
+                    text = self._track_outgoing(message)
+                await self._write(text)
+        # The client went away: end the node's session too.
+        async with self._lock:
+            if self._stream is not None:
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await self._stream.done_writing()
+
+    async def _first_stream(self, first: dict[str, Any] | None) -> None:
+        session_id = first.get("sessionId") if first is not None else None
+        key = session_id if isinstance(session_id, str) else ""
+        member = await self._members.wait_pick(key, avoid=(), within=self._failover_timeout)
+        self._stream, self._address = self._open_stream(member.address), member.address
+        self._streaming.set()
+
+    def _track_outgoing(self, message: dict[str, Any]) -> str:
+        """Remember what a replay needs; translate versions to the node's."""
+        kind = message.get("type")
+        if kind == "Connect":
+            self._connect = dict(message)
+        elif kind == "ModifyQuerySet":
+            for mod in message.get("modifications") or []:
+                if not isinstance(mod, dict) or not isinstance(mod.get("queryId"), int):
+                    continue  # malformed: the node refuses the frame
+                if mod.get("type") == "Add":
+                    self._queries[mod["queryId"]] = dict(mod)
+                elif mod.get("type") == "Remove":
+                    self._queries.pop(mod["queryId"], None)
+            if isinstance(message.get("newVersion"), int):
+                self._query_set_version = message["newVersion"]
+            message = _shift(message, ("baseVersion", "newVersion"), -self._query_set_offset)
+        elif kind == "Authenticate":
+            if isinstance(message.get("baseVersion"), int):
+                self._auth_frames[message["baseVersion"] + 1] = dict(message)
+            message = _shift(message, ("baseVersion",), -self._identity_offset)
+        elif kind == "Mutation" and isinstance(message.get("requestId"), int):
+            self._mutations[message["requestId"]] = message
+        elif kind == "Action" and isinstance(message.get("requestId"), int):
+            self._actions.add(message["requestId"])
+        return json.dumps(message, separators=(",", ":"))
+
+    async def _write(self, text: str) -> None:
+        stream = self._stream
+        assert stream is not None
+        try:
+            await stream.write(pb.ClientFrame(json=text))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            # The node is gone: the reader side moves the session; what this frame
+            # did is in the tracked state and will be replayed.
+            log.debug("writing to sync node %s failed: %r", self._address, exc)
+
+    # -- node -> client ------------------------------------------------------------------
+
+    async def _from_nodes(self) -> None:
+        await self._streaming.wait()
+        while True:
+            stream = self._stream
+            assert stream is not None
+            try:
+                await self._relay_stream(stream)
+                return  # the node ended the session (FatalError, AuthError): so do we
+            except _NodeLost as lost:
+                log.info("session moving off sync node %s: %s", self._address, lost)
+            try:
+                await self._move()
+            except SynclineError as exc:
+                await self._close(f"no sync node could take the session over: {exc.message}")
+                return
+
+    async def _relay_stream(self, stream: SessionStream) -> None:
+        while True:
+            try:
+                message = await stream.read()
+            except grpc.aio.AioRpcError as exc:
+                raise _NodeLost(exc.code().name) from exc
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                raise _NodeLost("stream cancelled") from None
+            if message is grpc.aio.EOF:
+                code = await stream.code()
+                if code == grpc.StatusCode.OK:
+                    await self._close("the session ended")
+                    return
+                raise _NodeLost(code.name)
+            text = self._track_incoming(message.json)
+            if text is not None:
+                await self._send(text)
+
+    def _track_incoming(self, text: str) -> str | None:
+        """Translate a node's frame to the client's versions; None: hold it back."""
+        message = _parse(text)
+        if message is None:
+            return text
+        kind = message.get("type")
+        if kind == "Transition":
+            return self._transition(message)
+        request_id = message.get("requestId")
+        if kind == "MutationResponse" and isinstance(request_id, int):
+            self._mutations.pop(request_id, None)
+        elif kind == "ActionResponse" and isinstance(request_id, int):
+            self._actions.discard(request_id)
+        elif kind == "AuthError":
+            return json.dumps(
+                _shift(message, ("baseVersion",), self._identity_offset), separators=(",", ":")
+            )
+        return text
+
+    def _transition(self, message: dict[str, Any]) -> str | None:
+        end = dict(message.get("endVersion") or {})
+        start = dict(message.get("startVersion") or {})
+        for version in (start, end):
+            version["querySet"] = int(version.get("querySet", 0)) + self._query_set_offset
+            version["identity"] = int(version.get("identity", 0)) + self._identity_offset
+        if self._replay_target is not None:
+            if (end["querySet"], end["identity"]) < self._replay_target:
+                return None  # the new node has not caught up with the replay yet
+            self._replay_target = None
+            start = dict(self._sent_end)
+        for mod in message.get("modifications") or []:
+            if not isinstance(mod, dict) or mod.get("type") != "QueryUpdated":
+                continue
+            query = self._queries.get(mod.get("queryId", -1))
+            if query is not None and "journal" in mod:
+                query["journal"] = mod["journal"]  # a replay resumes its pages
+        self._sent_end = end
+        message = {**message, "startVersion": start, "endVersion": end}
+        return json.dumps(message, separators=(",", ":"))
+
+    # -- moving to another node --------------------------------------------------------
+
+    async def _move(self) -> None:
+        async with self._lock:
+            failed = self._address
+            old = self._stream
+            if old is not None:
+                old.cancel()
+            key = str((self._connect or {}).get("sessionId", ""))
+            avoid = {failed} if failed is not None else set()
+            member = await self._members.wait_pick(key, avoid=avoid, within=self._failover_timeout)
+            self.moves += 1
+            log.info("session %s moves from %s to %s", key, failed, member.address)
+            self._stream, self._address = self._open_stream(member.address), member.address
+            for frame in self._replay_frames():
+                await self._write(frame)
+        for request_id in sorted(self._actions):
+            await self._send(
+                json.dumps(
+                    {
+                        "type": "ActionResponse",
+                        "requestId": request_id,
+                        "success": False,
+                        "result": ACTION_LOST,
+                        "logLines": [],
+                    }
+                )
+            )
+        self._actions.clear()
+
+    def _replay_frames(self) -> list[str]:
+        frames: list[dict[str, Any]] = []
+        connect = dict(self._connect or {"type": "Connect", "sessionId": ""})
+        connect["connectionCount"] = int(connect.get("connectionCount", 0)) + self.moves
+        connect["lastCloseReason"] = "SyncNodeLost"
+        if self._sent_end.get("ts") is not None:
+            connect["maxObservedTimestamp"] = self._sent_end["ts"]
+        frames.append(connect)
+        identity = int(self._sent_end["identity"])
+        confirmed = self._auth_frames.get(identity) if identity > 0 else None
+        # Without the frame that confirmed it (never expected), the new node serves
+        # the session anonymously at identity version 0.
+        self._identity_offset = identity - 1 if confirmed is not None else identity
+        if confirmed is not None:
+            frames.append({**confirmed, "baseVersion": 0})
+        self._query_set_offset = max(self._query_set_version - 1, 0)
+        if self._query_set_version > 0:
+            frames.append(
+                {
+                    "type": "ModifyQuerySet",
+                    "baseVersion": 0,
+                    "newVersion": 1,
+                    "modifications": list(self._queries.values()),
+                }
+            )
+        for target in sorted(v for v in self._auth_frames if v > identity):
+            frame = self._auth_frames[target]
+            frames.append({**frame, "baseVersion": target - 1 - self._identity_offset})
+        for version in [v for v in self._auth_frames if v < identity]:
+            del self._auth_frames[version]  # never replayed again
+        frames.extend(self._mutations[r] for r in sorted(self._mutations))
+        self._replay_target = (self._query_set_version, identity)
+        return [json.dumps(frame, separators=(",", ":")) for frame in frames]
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _shift(message: dict[str, Any], fields: tuple[str, ...], by: int) -> dict[str, Any]:
+    if by == 0:
+        return message
+    shifted = dict(message)
+    for name in fields:
+        if isinstance(shifted.get(name), int):
+            shifted[name] += by
+    return shifted
