@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections import Counter
 from typing import Any
 
 import aiohttp
 import pytest
 
+from syncline.auth import AdminKeys
 from syncline.cluster import Gateway
 from syncline.cluster._members import Member, rendezvous_pick
 from syncline.sync import decode_ts
@@ -134,6 +136,12 @@ async def test_sessions_move_off_a_killed_sync_node_without_losing_anything(
     assert on_victim
 
     victim.kill()
+    killed = time.monotonic()
+    await assert_eventually(
+        lambda: all(s.address != victim.address for s in gateway.sessions),
+        what="every session to leave the killed node",
+    )
+    print(f"sessions moved off the killed sync node in {time.monotonic() - killed:.3f} s")
     # Sessions of the dead node mutate at once: each mutation applies exactly once.
     request_ids = [await client.mutate("bank:increment", {"name": "moved"}) for client in on_victim]
     for client, request_id in zip(on_victim, request_ids, strict=True):
@@ -186,3 +194,36 @@ async def test_a_gateway_with_no_sync_node_closes_sessions_with_a_reason(
             assert "no sync node of region 'local'" in (await response.json())["message"]
         async with http.get(f"{gateway.url}/readyz") as response:
             assert response.status == 503
+
+
+async def test_a_moved_session_keeps_its_identity_and_its_version_chain(
+    sync_process: SyncProcessFactory, make_gateway: GatewayFactory, sync_client: SyncClientFactory
+) -> None:
+    secret = bytes(range(32))
+    env = {"SYNCLINE_ADMIN_SECRET": secret.hex()}
+    nodes = [await sync_process(env=env), await sync_process(env=env)]
+    gateway = await make_gateway()
+    await assert_eventually(lambda: len(gateway.members.members) == 2, what="both sync nodes")
+    client = await sync_client(f"127.0.0.1:{gateway.grpc_port}")
+    admin_key = AdminKeys(secret).issue()
+    authenticate = {"type": "Authenticate", "tokenType": "Admin", "value": admin_key}
+    await client.send({**authenticate, "baseVersion": 0})
+    await client.subscribe(0, "bank:counter", {"name": "who"})
+    await client.wait_value(0, 0.0)
+    (session,) = gateway.sessions
+    victim = next(n for n in nodes if n.address == session.address)
+
+    victim.kill()
+    await assert_eventually(lambda: session.moves == 1, what="the session to move")
+    # The new node holds identity version 1, so the next Authenticate builds on it.
+    await client.send({**authenticate, "baseVersion": 1})
+    await client_mutate_and_wait(client, "who")
+    await client.wait_value(0, 1.0)
+    await client.wait_until(
+        lambda: any(
+            f["type"] == "Transition" and f["endVersion"]["identity"] == 2 for f in client.received
+        ),
+        what="identity version 2",
+    )
+    assert not [f for f in client.received if f["type"] in ("AuthError", "FatalError")]
+    _check_version_chain(client)
