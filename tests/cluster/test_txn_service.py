@@ -12,6 +12,7 @@ import pytest
 
 from syncline import AppError
 from syncline._errors import InvalidWriteSetError
+from syncline.database import DataModel
 from syncline.devservers import LocalPostgres, LocalZooKeeper
 from syncline.runtime import ANONYMOUS
 from syncline.storage import DocumentWrite, IndexKeyChange
@@ -102,16 +103,9 @@ async def test_concurrent_commits_share_calls_and_fail_alone(make_runner: Runner
     runner = await make_runner()
     await runner.mutation("bank:record", {"key": "first"})  # the leader is known
     model = runner.runner._deployments.current.model
-    events = model.require_table("events")
 
     def insert(key: str) -> CommitRequest:
-        doc = model.new_document(events, {"key": key}, now_ms=None)
-        changes = tuple(
-            IndexKeyChange(index.index_id, old, new)
-            for index, old, new in model.index_changes(events, None, doc)
-        )
-        write = DocumentWrite(doc["_id"], events.meta.table_number, doc, changes)
-        return CommitRequest(0, ReadSet(), [write], catalog_version=model.catalog_version)
+        return _insert_event(model, key)
 
     bad = insert("bad")
     bad.writes[0].new["key"] = 5.0  # type: ignore[index]  # violates the schema
@@ -130,6 +124,29 @@ async def test_concurrent_commits_share_calls_and_fail_alone(make_runner: Runner
     assert runner.committer.calls - calls_before < 100
     keys = await runner.query("bank:event_keys")
     assert sorted(keys) == sorted(["first", *(f"c{i}" for i in range(200))])
+
+
+def _insert_event(model: DataModel, key: str) -> CommitRequest:
+    """A one-document insert into ``events``, shaped as a runner shapes it."""
+    events = model.require_table("events")
+    doc = model.new_document(events, {"key": key}, now_ms=None)
+    changes = tuple(
+        IndexKeyChange(index.index_id, old, new)
+        for index, old, new in model.index_changes(events, None, doc)
+    )
+    write = DocumentWrite(doc["_id"], events.meta.table_number, doc, changes)
+    return CommitRequest(0, ReadSet(), [write], catalog_version=model.catalog_version)
+
+
+async def test_concurrent_large_commits_fit_the_calls(make_runner: RunnerFactory) -> None:
+    runner = await make_runner()
+    await runner.mutation("bank:record", {"key": "first"})
+    model = runner.runner._deployments.current.model
+    # 12 documents of ~0.9 MB: together far beyond gRPC's default 4 MiB message.
+    requests = [_insert_event(model, f"{i:02d}" + "x" * 900_000) for i in range(12)]
+    outcomes = await asyncio.gather(*(runner.committer.commit(r) for r in requests))
+    assert len({outcome.ts for outcome in outcomes}) == 12
+    assert not any(outcome.deduplicated for outcome in outcomes)
 
 
 async def _load(

@@ -31,7 +31,12 @@ from syncline._errors import (
     SynclineError,
     UnavailableError,
 )
-from syncline.cluster._wire import outcome_from_proto, request_to_proto, response_from_proto
+from syncline.cluster._wire import (
+    TXN_GRPC_OPTIONS,
+    outcome_from_proto,
+    request_to_proto,
+    response_from_proto,
+)
 from syncline.cluster._zk import ZkSession
 from syncline.txn import CommitOutcome, CommitRequest
 from syncline.v1 import syncline_pb2 as pb
@@ -48,6 +53,9 @@ _RETRY_CODES = {
 }
 _FIRST_BACKOFF_SECONDS = 0.02
 _MAX_BACKOFF_SECONDS = 0.5
+_BATCH_BYTES = 4 * 1024 * 1024
+"""Commits beyond this many bytes wait for the next call, so large documents do not
+make one huge message."""
 
 
 @dataclass
@@ -60,6 +68,8 @@ class _Queued:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     backoff: float = _FIRST_BACKOFF_SECONDS
+    size: int = 0
+    """The message's encoded size."""
 
 
 class RemoteCommitter:
@@ -143,7 +153,10 @@ class RemoteCommitter:
         if request.idempotency_key is None:
             key = f"rc|{uuid.uuid4().hex}"
             request = dataclasses.replace(request, idempotency_key=key, fresh_key=True)
-        queued = _Queued(request_to_proto(request), time.monotonic() + self._failover_timeout)
+        message = request_to_proto(request)
+        queued = _Queued(
+            message, time.monotonic() + self._failover_timeout, size=message.ByteSize()
+        )
         self._queue.append(queued)
         self._send_queued()
         return await queued.future
@@ -153,8 +166,15 @@ class RemoteCommitter:
     def _send_queued(self) -> None:
         """Start calls for what is queued, as far as the in-flight limit allows."""
         while self._queue and len(self._calls) < self._max_calls and not self._closed:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: len(batch)]
+            # Up to max_batch commits and _BATCH_BYTES (a single larger commit goes alone).
+            size, count = 0, 0
+            for queued in self._queue[: self._max_batch]:
+                size += queued.size
+                if count and size > _BATCH_BYTES:
+                    break
+                count += 1
+            batch = self._queue[:count]
+            del self._queue[:count]
             call = asyncio.ensure_future(self._send(batch))
             self._calls.add(call)
             call.add_done_callback(self._call_done)
@@ -309,7 +329,7 @@ class RemoteCommitter:
             address = await self._read_leader()
             if address is not None:
                 self._leader = address
-                self._channel = grpc.aio.insecure_channel(address)
+                self._channel = grpc.aio.insecure_channel(address, options=TXN_GRPC_OPTIONS)
                 self._stub = pb_grpc.TxnStub(self._channel)
                 return self._stub
             if time.monotonic() > deadline:

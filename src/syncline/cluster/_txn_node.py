@@ -32,7 +32,12 @@ from syncline.app import App, load_app
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._service import start_health_http
 from syncline.cluster._validate import validate_commit
-from syncline.cluster._wire import outcome_to_proto, request_from_proto, response_to_proto
+from syncline.cluster._wire import (
+    TXN_GRPC_OPTIONS,
+    outcome_to_proto,
+    request_from_proto,
+    response_to_proto,
+)
 from syncline.database import DataModel
 from syncline.runtime import DeploymentManager
 from syncline.storage import Storage
@@ -111,7 +116,7 @@ class TxnNode:
     async def start(self) -> None:
         self._app = load_app(self.config.app_dir)
         await self.storage.open()
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(options=TXN_GRPC_OPTIONS)
         pb_grpc.add_TxnServicer_to_server(_TxnServicer(self), self._server)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
         self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.port}")

@@ -28,6 +28,13 @@ from syncline.values import check_value, from_json, to_json
 MAX_WRITES = 16_000
 MAX_INTERVALS = 100_000
 MAX_KEY_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+"""gRPC message limit between runners and the txn leader: one commit may write
+thousands of documents of up to 1 MiB each."""
+TXN_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 def request_to_proto(request: CommitRequest) -> pb.CommitRequest:
