@@ -165,13 +165,17 @@ class Gateway:
 
     # -- sync nodes ------------------------------------------------------------------------
 
-    def stub(self, address: str) -> pb_grpc.SyncStub:
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        """One channel per sync node, kept open (gRPC reconnects it as needed)."""
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = grpc.aio.insecure_channel(
                 address, options=_CHANNEL_OPTIONS
             )
-        return pb_grpc.SyncStub(channel)
+        return channel
+
+    def stub(self, address: str) -> pb_grpc.SyncStub:
+        return pb_grpc.SyncStub(self._channel(address))
 
     def open_stream(self, address: str) -> SessionStream:
         stream: SessionStream = self.stub(address).Session()
@@ -221,17 +225,13 @@ class Gateway:
 
     async def latest_ts(self) -> int:
         for member in random.sample(self.members.members, len(self.members.members)):
-            channel_stub = pb_grpc.HealthStub(self._channel_for(member.address))
+            health_stub = pb_grpc.HealthStub(self._channel(member.address))
             try:
-                health = await channel_stub.Check(pb.HealthRequest(), timeout=5.0)
+                health = await health_stub.Check(pb.HealthRequest(), timeout=5.0)
             except grpc.aio.AioRpcError:
                 continue
             return int(health.last_ts)
         raise UnavailableError(f"no sync node of region {self.config.region!r} answered")
-
-    def _channel_for(self, address: str) -> grpc.aio.Channel:
-        self.stub(address)
-        return self._channels[address]
 
     # -- health --------------------------------------------------------------------------
 

@@ -29,19 +29,17 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import grpc
 
 from syncline._errors import SynclineError
 from syncline.cluster._members import SyncMembers
+from syncline.server._backend import Close, Send
 from syncline.v1 import syncline_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[str], Awaitable[None]]
-Close = Callable[[str], Awaitable[None]]
 
 ACTION_LOST = "Connection lost while action was in flight"
 
