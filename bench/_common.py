@@ -350,3 +350,31 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+def runs_table(runs: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A closed-loop run per row: ``columns`` are (header, summary key) pairs.
+
+    Rates and CPU percentages are rounded; a missing ratio shows as nan.
+    """
+
+    def cell(key: str, value: Any) -> Any:
+        if value is None:
+            return math.nan
+        if key == "ok_per_s" or key.endswith("_cpu_pct"):
+            return round(value)
+        return value
+
+    rows = [[cell(key, run[key]) for _, key in columns] for run in runs]
+    return format_table([header for header, _ in columns], rows)
+
+
+def print_runs(
+    title: str, runs: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]
+) -> None:
+    """The title, the table, then each target's first error, if it had any."""
+    print(title)
+    print(runs_table(runs, columns))
+    for run in runs:
+        if run["first_error"]:
+            print(f"  {run['target']}: first error: {run['first_error']}")

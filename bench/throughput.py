@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,11 +32,11 @@ from typing import Any
 import aiohttp
 from _common import (
     CpuMeter,
-    format_table,
     free_port,
     log,
     machine_description,
     plain_argv,
+    print_runs,
     run_server,
     summarize_ms,
     syncline_argv,
@@ -305,47 +304,28 @@ async def run(seconds: float, concurrency: int, warmup_seconds: float) -> dict[s
     }
 
 
-def table(results: dict[str, Any]) -> str:
-    headers = [
-        "target",
-        "concurrency",
-        "ok/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "x plain",
-        "server cpu %",
-        "client cpu %",
-        "other cpu %",
-    ]
-    rows = [
-        [
-            r["target"],
-            r["concurrency"],
-            round(r["ok_per_s"]),
-            r["p50_ms"],
-            r["p99_ms"],
-            r["errors"],
-            r["ratio_to_plain"] if r["ratio_to_plain"] is not None else math.nan,
-            round(r["server_cpu_pct"]),
-            round(r["client_cpu_pct"]),
-            round(r["other_cpu_pct"]),
-        ]
-        for r in results["runs"]
-    ]
-    return format_table(headers, rows)
+COLUMNS = [
+    ("target", "target"),
+    ("concurrency", "concurrency"),
+    ("ok/s", "ok_per_s"),
+    ("p50 ms", "p50_ms"),
+    ("p99 ms", "p99_ms"),
+    ("errors", "errors"),
+    ("x plain", "ratio_to_plain"),
+    ("server cpu %", "server_cpu_pct"),
+    ("client cpu %", "client_cpu_pct"),
+    ("other cpu %", "other_cpu_pct"),
+]
 
 
 def print_report(results: dict[str, Any]) -> None:
     s = results["settings"]
-    print(
+    print_runs(
         f"Write throughput (acknowledged durable inserts; {s['seconds']:g} s per target "
-        f"after {s['warmup_seconds']:g} s warm-up)"
+        f"after {s['warmup_seconds']:g} s warm-up)",
+        results["runs"],
+        COLUMNS,
     )
-    print(table(results))
-    for r in results["runs"]:
-        if r["first_error"]:
-            print(f"  {r['target']}: first error: {r['first_error']}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

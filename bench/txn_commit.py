@@ -51,10 +51,10 @@ import psycopg
 from _common import (
     BENCH_DIR,
     CpuMeter,
-    format_table,
     free_port,
     log,
     machine_description,
+    print_runs,
     summarize_ms,
     write_json,
 )
@@ -464,51 +464,30 @@ def check_goals(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def table(results: dict[str, Any]) -> str:
-    headers = [
-        "target",
-        "callers",
-        "commits/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "x raw",
-        "pg cpu %",
-        "txn cpu %",
-        "zk cpu %",
-        "client cpu %",
-        "other cpu %",
-    ]
-    rows = [
-        [
-            r["target"],
-            r["concurrency"],
-            round(r["ok_per_s"]),
-            r["p50_ms"],
-            r["p99_ms"],
-            r["errors"],
-            r["ratio_to_raw"] if r["ratio_to_raw"] is not None else math.nan,
-            round(r["pg_cpu_pct"]),
-            round(r["txn_cpu_pct"]),
-            round(r["zk_cpu_pct"]),
-            round(r["client_cpu_pct"]),
-            round(r["other_cpu_pct"]),
-        ]
-        for r in results["runs"]
-    ]
-    return format_table(headers, rows)
+COLUMNS = [
+    ("target", "target"),
+    ("callers", "concurrency"),
+    ("commits/s", "ok_per_s"),
+    ("p50 ms", "p50_ms"),
+    ("p99 ms", "p99_ms"),
+    ("errors", "errors"),
+    ("x raw", "ratio_to_raw"),
+    ("pg cpu %", "pg_cpu_pct"),
+    ("txn cpu %", "txn_cpu_pct"),
+    ("zk cpu %", "zk_cpu_pct"),
+    ("client cpu %", "client_cpu_pct"),
+    ("other cpu %", "other_cpu_pct"),
+]
 
 
 def print_report(results: dict[str, Any]) -> None:
     s = results["settings"]
-    print(
+    print_runs(
         f"Commit throughput (durable 1-row/1-document inserts, PostgreSQL fsync on; "
-        f"{s['seconds']:g} s per target after {s['warmup_seconds']:g} s warm-up)"
+        f"{s['seconds']:g} s per target after {s['warmup_seconds']:g} s warm-up)",
+        results["runs"],
+        COLUMNS,
     )
-    print(table(results))
-    for r in results["runs"]:
-        if r["first_error"]:
-            print(f"  {r['target']}: first error: {r['first_error']}")
 
 
 def main() -> int:
