@@ -9,12 +9,11 @@ flag's help); flags win.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 
-from syncline.cluster import Gateway, GatewayConfig, run_until_signalled
+from syncline.cluster import Gateway, GatewayConfig
+from syncline.cluster._service import run_service
 
 
 def _env(name: str) -> str | None:
@@ -61,11 +60,7 @@ def load_config(argv: list[str] | None = None) -> GatewayConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(run_until_signalled(Gateway(load_config(argv))))
-    return 0
+    return run_service(Gateway(load_config(argv)))
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ flag's help); flags win. The admin secret comes only from the environment
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
-from pathlib import Path
 
-from syncline.cluster import SyncConfig, SyncNode, run_until_signalled
-from syncline.cluster._service import require_service_arguments, service_arguments
+from syncline.cluster import SyncConfig, SyncNode
+from syncline.cluster._service import (
+    node_settings,
+    require_service_arguments,
+    run_service,
+    service_arguments,
+)
 from syncline.storage import PostgresStorage
 
 
@@ -54,14 +56,8 @@ def load_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
     args = parser.parse_args(argv)
     require_service_arguments(parser, args)
     config = SyncConfig(
-        app_dir=Path(args.app),
-        zk_hosts=args.zk_hosts,
-        host=args.host,
-        port=args.port,
-        http_port=args.http_port,
-        advertise_host=args.advertise_host,
+        **node_settings(args),
         region=args.region,
-        session_timeout_seconds=args.session_timeout,
         poll_interval_seconds=args.poll_interval,
         admin_secret=_admin_secret(parser),
     )
@@ -69,12 +65,8 @@ def load_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     config, dsn = load_config(argv)
-    asyncio.run(run_until_signalled(SyncNode(config, PostgresStorage(dsn))))
-    return 0
+    return run_service(SyncNode(config, PostgresStorage(dsn)))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,43 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from syncline._errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    """What every node that runs the app takes (txn, sync): where it serves and registers."""
+
+    app_dir: Path
+    """The app (modules, ``schema.py``, ``auth_config.py``)."""
+    zk_hosts: str
+    """ZooKeeper connection string, optionally with a chroot: ``host:port/chroot``."""
+    host: str = "127.0.0.1"
+    """Interface for the gRPC server (and the HTTP health server)."""
+    port: int = 0
+    """gRPC port (0-65535); 0 picks a free one."""
+    http_port: int | None = None
+    """Port for HTTP ``/healthz`` and ``/readyz``; None: no HTTP server, 0: a free one."""
+    advertise_host: str | None = None
+    """Host name other services use to reach this node (default: ``host``)."""
+    session_timeout_seconds: float = 6.0
+    """ZooKeeper session timeout (> 0): a dead node is noticed within about this long."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        if not self.session_timeout_seconds > 0:
+            raise ConfigError(
+                f"session_timeout_seconds must be > 0, got {self.session_timeout_seconds}"
+            )
 
 
 class ServiceNode(Protocol):
@@ -110,6 +142,28 @@ def service_arguments(
         default=float(env("ZK_SESSION_TIMEOUT") or 6.0),
         help="ZooKeeper session timeout in seconds; bounds failover time",
     )
+
+
+def node_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The NodeConfig fields from the flags ``service_arguments`` added."""
+    return {
+        "app_dir": Path(args.app),
+        "zk_hosts": args.zk_hosts,
+        "host": args.host,
+        "port": args.port,
+        "http_port": args.http_port,
+        "advertise_host": args.advertise_host,
+        "session_timeout_seconds": args.session_timeout,
+    }
+
+
+def run_service(node: ServiceNode) -> int:
+    """A service process's main: log to stderr, serve until signalled; the exit code."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run_until_signalled(node))
+    return 0
 
 
 def require_service_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -32,7 +32,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -46,7 +45,7 @@ from syncline.auth import AdminKeys, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._remote import RemoteCommitter
-from syncline.cluster._service import start_health_http
+from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
 from syncline.runtime import Deployment, FunctionRunner, install_print_capture
@@ -64,30 +63,15 @@ _NOTIFICATION_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class SyncConfig:
+class SyncConfig(NodeConfig):
     """How one sync node is reached, where it registers, and how it follows commits."""
 
-    app_dir: Path
-    """The app whose functions this node runs (modules, ``schema.py``, ``auth_config.py``)."""
-    zk_hosts: str
-    """ZooKeeper connection string, optionally with a chroot: ``host:port/chroot``."""
-    host: str = "127.0.0.1"
-    """Interface for the gRPC server (and the HTTP health server)."""
-    port: int = 0
-    """gRPC port (0-65535); 0 picks a free one."""
-    http_port: int | None = None
-    """Port for HTTP ``/healthz`` and ``/readyz``; None: no HTTP server, 0: a free one."""
-    advertise_host: str | None = None
-    """Host name gateways use to reach this node (default: ``host``)."""
     region: str = "local"
     """The region this node serves; it registers under it. Non-empty, without ``/``."""
     zk_path: str = "/syncline/sync"
     """Where sync nodes register in ZooKeeper (``{zk_path}/members/{region}/{id}``)."""
     txn_zk_path: str = "/syncline/txn"
     """Where the txn leader announces itself (the txn service's ``zk_path``)."""
-    session_timeout_seconds: float = 6.0
-    """ZooKeeper session timeout (> 0): a dead node leaves the membership within about
-    this long."""
     poll_interval_seconds: float = 1.0
     """How often (> 0) the commit log's max ts and the catalog version are polled: the
     fallback for a lost notification, and how a schema change reaches idle runners.
@@ -103,15 +87,10 @@ class SyncConfig:
     random secret for this node only, so admin keys issued elsewhere fail here."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.region or "/" in self.region:
             raise ConfigError(f"region must be non-empty and contain no '/', got {self.region!r}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port must be 0-65535, got {self.port}")
-        for name in (
-            "session_timeout_seconds",
-            "poll_interval_seconds",
-            "membership_interval_seconds",
-        ):
+        for name in ("poll_interval_seconds", "membership_interval_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.shutdown_grace_seconds < 0:

@@ -17,7 +17,6 @@ import logging
 import socket
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -30,7 +29,7 @@ from syncline._errors import (
 )
 from syncline.app import App, load_app
 from syncline.cluster._election import LeaderElection
-from syncline.cluster._service import start_health_http
+from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._validate import validate_commit
 from syncline.cluster._wire import (
     TXN_GRPC_OPTIONS,
@@ -48,24 +47,12 @@ from syncline.v1 import syncline_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TxnConfig:
-    app_dir: Path
-    """The app whose schema the leader applies (tables, indexes, validators)."""
-    zk_hosts: str
-    """ZooKeeper connection string, optionally with a chroot: ``host:port/chroot``."""
-    host: str = "127.0.0.1"
-    """Interface for the gRPC server."""
-    port: int = 0
-    """gRPC port; 0 picks a free one."""
-    http_port: int | None = None
-    """Port for HTTP ``/healthz`` and ``/readyz`` (None: no HTTP server)."""
-    advertise_host: str | None = None
-    """Host name callers use to reach this node (default: ``host``)."""
+@dataclass(frozen=True, kw_only=True)
+class TxnConfig(NodeConfig):
+    """A txn node: the common node settings, plus its election and committer."""
+
     zk_path: str = "/syncline/txn"
     """Where the election and the leader announcement live in ZooKeeper."""
-    session_timeout_seconds: float = 6.0
-    """ZooKeeper session timeout: a dead leader is replaced within about this long."""
     committer: CommitterConfig = field(default_factory=CommitterConfig)
     """Group commit and OCC window settings."""
     drain_timeout_seconds: float = 5.0
