@@ -32,6 +32,7 @@ from syncline.storage import PostgresStorage
 from syncline.sync import decode_ts
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
+from tests.fixtures.infra import assert_eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 BANK = Path(__file__).resolve().parent / "apps" / "bank"
@@ -422,10 +423,7 @@ async def make_gateway(zk_hosts: str) -> AsyncIterator[GatewayFactory]:
         gateway = Gateway(GatewayConfig(**settings))
         gateways.append(gateway)
         await gateway.start()
-        deadline = time.monotonic() + 15
-        while not gateway.ready:
-            assert time.monotonic() < deadline, "the gateway saw no sync node"
-            await asyncio.sleep(0.02)
+        await assert_eventually(lambda: gateway.ready, what="the gateway to see a sync node")
         return gateway
 
     yield make

@@ -16,18 +16,12 @@ from syncline.values import id_table_number
 
 def validate_commit(request: CommitRequest, model: DataModel) -> None:
     """Raise InvalidWriteSetError naming the first problem; nothing is written."""
-    known_indexes = {
-        index.index_id
-        for table_indexes in model.catalog.indexes.values()
-        for index in table_indexes
-    }
     for index_id in request.read_set.intervals:
-        if index_id not in known_indexes:
+        if index_id not in model.index_ids:
             raise InvalidWriteSetError(f"reads: unknown index id {index_id}")
     for i, write in enumerate(request.writes):
         where = f"writes[{i}] ({write.doc_id})"
-        meta = model.catalog.table_by_number(write.table_number)
-        table = model.table(meta.name) if meta is not None else None
+        table = model.table_by_number(write.table_number)
         if table is None:
             raise InvalidWriteSetError(f"{where}: unknown table number {write.table_number}")
         if id_table_number(write.doc_id) != write.table_number:

@@ -85,11 +85,18 @@ class DataModel:
             )
             self._by_name[meta.name] = info
             self._by_number[meta.table_number] = info
+        self.index_ids = frozenset(
+            index.index_id for indexes in catalog.indexes.values() for index in indexes
+        )
+        """Every index of the catalog, by id (commits may read only these)."""
 
     def table(self, name: object) -> TableInfo | None:
         if not isinstance(name, str):
             return None
         return self._by_name.get(name)
+
+    def table_by_number(self, number: int) -> TableInfo | None:
+        return self._by_number.get(number)
 
     def require_table(self, name: object, *, system: bool = False) -> TableInfo:
         check_table_name(name, system=system)
