@@ -1,0 +1,151 @@
+"""The cluster services' command lines: flags and environment into a running node.
+
+    python -m syncline.cluster txn     --app APP_DIR --pg-dsn DSN --zk-hosts HOSTS [...]
+    python -m syncline.cluster sync    --app APP_DIR --pg-dsn DSN --zk-hosts HOSTS [...]
+    python -m syncline.cluster gateway --zk-hosts HOSTS [--region R] [--port P] [...]
+
+``services/<name>/main.py`` are the same entry points as scripts. Every flag can
+also come from the environment (``SYNCLINE_<NAME>``, named in each flag's help);
+flags win. The admin secret comes only from the environment
+(``SYNCLINE_ADMIN_SECRET``, hex), so it never shows in a process listing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from syncline.cluster._gateway import Gateway, GatewayConfig
+from syncline.cluster._service import (
+    node_settings,
+    require_service_arguments,
+    run_service,
+    service_arguments,
+)
+from syncline.cluster._sync_node import SyncConfig, SyncNode
+from syncline.cluster._txn_node import TxnConfig, TxnNode
+from syncline.storage import PostgresStorage
+from syncline.txn import CommitterConfig
+
+ROLES = ("txn", "sync", "gateway")
+
+
+def _env(name: str) -> str | None:
+    """The only place the services read the environment."""
+    return os.environ.get(f"SYNCLINE_{name}")
+
+
+def txn_config(argv: list[str] | None = None) -> tuple[TxnConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="syncline-txn", description="The txn service: the leader-elected committer."
+    )
+    service_arguments(parser, service="TXN", env=_env)
+    parser.add_argument("--max-batch", type=int, default=int(_env("TXN_MAX_BATCH") or 512))
+    args = parser.parse_args(argv)
+    require_service_arguments(parser, args)
+    config = TxnConfig(**node_settings(args), committer=CommitterConfig(max_batch=args.max_batch))
+    return config, args.pg_dsn
+
+
+def _admin_secret(parser: argparse.ArgumentParser) -> bytes | None:
+    text = _env("ADMIN_SECRET")
+    if not text:
+        return None
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    if len(secret) < 32:
+        parser.error("SYNCLINE_ADMIN_SECRET must be at least 32 bytes as hex (64 digits)")
+    return secret
+
+
+def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="syncline-sync", description="The sync service: sessions, subscriptions and functions."
+    )
+    service_arguments(parser, service="SYNC", env=_env)
+    parser.add_argument(
+        "--region", default=_env("REGION") or "local", help="region served (SYNCLINE_REGION)"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=float(_env("SYNC_POLL_INTERVAL") or 1.0),
+        help="seconds between fallback polls of the commit log (SYNCLINE_SYNC_POLL_INTERVAL)",
+    )
+    args = parser.parse_args(argv)
+    require_service_arguments(parser, args)
+    config = SyncConfig(
+        **node_settings(args),
+        region=args.region,
+        poll_interval_seconds=args.poll_interval,
+        admin_secret=_admin_secret(parser),
+    )
+    return config, args.pg_dsn
+
+
+def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
+    parser = argparse.ArgumentParser(
+        prog="syncline-gateway", description="The gateway: the client-facing edge of a region."
+    )
+    parser.add_argument(
+        "--zk-hosts", default=_env("ZK_HOSTS"), help="ZooKeeper hosts[/chroot] (SYNCLINE_ZK_HOSTS)"
+    )
+    parser.add_argument(
+        "--region", default=_env("REGION") or "local", help="region served (SYNCLINE_REGION)"
+    )
+    parser.add_argument(
+        "--host",
+        default=_env("GATEWAY_HOST") or "127.0.0.1",
+        help="interface for HTTP/WebSocket and gRPC (SYNCLINE_GATEWAY_HOST)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("GATEWAY_PORT") or 0),
+        help="HTTP/WebSocket port; 0 picks one (SYNCLINE_GATEWAY_PORT)",
+    )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(_env("GATEWAY_GRPC_PORT") or -1),
+        help="gRPC port for native clients; 0 picks one, -1 (default) serves none "
+        "(SYNCLINE_GATEWAY_GRPC_PORT)",
+    )
+    args = parser.parse_args(argv)
+    if not args.zk_hosts:
+        parser.error("missing --zk-hosts (or SYNCLINE_ZK_HOSTS)")
+    return GatewayConfig(
+        zk_hosts=args.zk_hosts,
+        region=args.region,
+        host=args.host,
+        port=args.port,
+        grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+    )
+
+
+def txn_main(argv: list[str] | None = None) -> int:
+    config, dsn = txn_config(argv)
+    return run_service(TxnNode(config, PostgresStorage(dsn)))
+
+
+def sync_main(argv: list[str] | None = None) -> int:
+    config, dsn = sync_config(argv)
+    return run_service(SyncNode(config, PostgresStorage(dsn)))
+
+
+def gateway_main(argv: list[str] | None = None) -> int:
+    return run_service(Gateway(gateway_config(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m syncline.cluster ROLE [flags]``."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in ROLES:
+        print(f"usage: python -m syncline.cluster {{{','.join(ROLES)}}} [flags]", file=sys.stderr)
+        return 2
+    role, rest = args[0], args[1:]
+    entry = {"txn": txn_main, "sync": sync_main, "gateway": gateway_main}[role]
+    return entry(rest)
