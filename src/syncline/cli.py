@@ -1,4 +1,4 @@
-"""The ``syncline`` command: ``dev``, ``run``, ``admin-key``, ``--version``."""
+"""The ``syncline`` command: ``dev``, ``run``, ``admin-key``, ``cluster``, ``--version``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=_env("URL", DEFAULT_URL))
     run.add_argument("--admin-key", default=_env("ADMIN_KEY"), help="allows internal functions")
 
+    cluster = commands.add_parser("cluster", help="run a whole local cluster on this machine")
+    actions = cluster.add_subparsers(dest="action", metavar="ACTION", required=True)
+    data_help = "the cluster's data directory (default .syncline-cluster)"
+    up = actions.add_parser("up", help="start PostgreSQL, ZooKeeper, Redis and Syncline")
+    up.add_argument("--app", type=Path, required=True, help="the app directory to serve")
+    down = actions.add_parser("down", help="stop every process of the cluster")
+    status = actions.add_parser("status", help="show every process and how to connect")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    for action in (up, down, status):
+        action.add_argument("--data", type=Path, default=Path(".syncline-cluster"), help=data_help)
+
     key = commands.add_parser("admin-key", help="print an admin key for a data directory")
     key.add_argument("--data", type=Path, required=True, help="the deployment's data directory")
     key.add_argument("--name", default="default", help="a name for the key (letters, digits, -_)")
@@ -65,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run(args))
     if args.command == "admin-key":
         return _admin_key(args)
+    if args.command == "cluster":
+        return _cluster(args)
     build_parser().print_help()
     return 2
 
@@ -78,6 +91,47 @@ def _admin_key(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from syncline.cluster._local_cluster import LocalCluster
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        if args.action == "up":
+            if not args.app.is_dir():
+                raise SynclineError(f"app directory {args.app} does not exist")
+            cluster = LocalCluster.create(args.data, args.app)
+            asyncio.run(cluster.up(progress))
+            print(f"gateway: {cluster.gateway_url}")
+            print(f"admin key: {cluster.admin_key()}")
+            print(f"stop it with: syncline cluster down --data {args.data}")
+        elif args.action == "down":
+            asyncio.run(LocalCluster.open(args.data).down(progress))
+        else:
+            report = asyncio.run(LocalCluster.open(args.data).status())
+            print(json.dumps(report, indent=2) if args.json else _status_text(report))
+    except SynclineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    lines = [f"cluster in {report['data_dir']} (app {report['app_dir']})"]
+    for process in report["processes"]:
+        pid = process["pid"] if process["pid"] is not None else "not running"
+        leader = " (leader)" if process["leader"] else ""
+        lines.append(
+            f"  {process['name']:<10} {process['role']:<9} {process['region']:<8} "
+            f"{process['address']:<16} pid {pid}{leader}"
+        )
+    for region, url in report["gateways"].items():
+        lines.append(f"gateway ({region}): {url}")
+    lines.append(f"admin key: {report['admin_key']}")
+    return "\n".join(lines)
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -193,6 +193,11 @@ class LocalServer(abc.ABC):
     # -- public surface --------------------------------------------------------
 
     @property
+    def name(self) -> str:
+        """What the server is, for messages (e.g. "PostgreSQL")."""
+        return self._name
+
+    @property
     def port(self) -> int:
         """The TCP port on 127.0.0.1 the server listens on."""
         return self._port

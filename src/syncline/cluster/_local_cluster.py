@@ -1,0 +1,342 @@
+"""A whole Syncline cluster on one machine, as detached processes in a data directory.
+
+``syncline cluster up`` starts PostgreSQL, ZooKeeper and Redis from local
+binaries, then 2 txn nodes, 2 sync nodes and a gateway (``python -m
+syncline.cluster ROLE``), each in its own session so they outlive the command,
+each with its log and pid file under ``DATA/<name>/``. ``cluster.json`` in the
+data directory records the ports, so ``down`` and ``status`` (from any later
+process) find everything, and a second ``up`` reuses the same ports and data.
+The instance secret is ``DATA/instance_secret``: ``syncline admin-key --data
+DATA`` issues keys for the cluster too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+import psycopg
+
+from syncline._errors import SynclineError
+from syncline.auth import AdminKeys, load_or_create_instance_secret
+from syncline.devservers import LocalPostgres, LocalRedis, LocalServer, LocalZooKeeper, free_port
+from syncline.devservers._process import clean_environment, read_pid_file, spawn
+from syncline.v1 import syncline_pb2 as pb
+from syncline.v1 import syncline_pb2_grpc as pb_grpc
+
+STATE_FILE = "cluster.json"
+DATABASE = "syncline"
+REGION = "local"
+LEADER_TIMEOUT_SECONDS = 60.0
+Progress = Callable[[str], None]
+
+
+class ClusterError(SynclineError):
+    code = "ClusterError"
+
+
+@dataclass
+class ServiceSpec:
+    """One Syncline process of the cluster."""
+
+    name: str
+    role: str
+    port: int
+    """gRPC port (the gateway's is its native-client port)."""
+    http_port: int
+    """HTTP port: health for txn and sync, the client API for the gateway."""
+
+
+@dataclass
+class ClusterState:
+    """What ``cluster.json`` holds: enough to find and stop every process later."""
+
+    app_dir: str
+    region: str = REGION
+    postgres_port: int = field(default_factory=free_port)
+    zookeeper_port: int = field(default_factory=free_port)
+    redis_port: int = field(default_factory=free_port)
+    services: list[ServiceSpec] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> ClusterState | None:
+        path = data_dir / STATE_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise ClusterError(f"{path} is not valid JSON; remove it to start afresh") from exc
+        raw["services"] = [ServiceSpec(**spec) for spec in raw.get("services", [])]
+        return cls(**raw)
+
+    def save(self, data_dir: Path) -> None:
+        path = data_dir / STATE_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        temporary.replace(path)
+
+
+def _default_services() -> list[ServiceSpec]:
+    roles = [("txn0", "txn"), ("txn1", "txn"), ("sync0", "sync"), ("sync1", "sync")]
+    roles.append(("gateway0", "gateway"))
+    return [ServiceSpec(name, role, free_port(), free_port()) for name, role in roles]
+
+
+class LocalService(LocalServer):
+    """One ``python -m syncline.cluster ROLE`` process, with its log and pid file."""
+
+    _marker = "syncline.cluster"
+
+    def __init__(self, spec: ServiceSpec, data_dir: Path, flags: list[str], env: dict[str, str]):
+        super().__init__(
+            data_dir, port=spec.port, start_timeout_seconds=60.0, stop_timeout_seconds=20.0
+        )
+        self.spec = spec
+        self._name = f"{spec.role} node {spec.name}"
+        self._flags = flags
+        self._env = env
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.spec.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self._data_dir / f"{self.spec.name}.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self._data_dir / f"{self.spec.name}.pid"
+
+    def _prepare(self) -> None:
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, log: IO[bytes]) -> Any:
+        argv = [sys.executable, "-m", "syncline.cluster", self.spec.role, *self._flags]
+        env = clean_environment({**self._env, "PYTHONUNBUFFERED": "1"})
+        return spawn(argv, log=log, cwd=self._data_dir, env=env)
+
+    def _after_spawn(self, pid: int) -> None:
+        self._pid_file.write_text(f"{pid}\n")
+
+    def _after_stop(self) -> None:
+        self._pid_file.unlink(missing_ok=True)
+
+    def _pid_from_file(self) -> int | None:
+        return read_pid_file(self._pid_file, self._marker)
+
+    async def health(self) -> pb.HealthResponse | None:
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            try:
+                health: pb.HealthResponse = await pb_grpc.HealthStub(channel).Check(
+                    pb.HealthRequest(), timeout=1.0
+                )
+            except grpc.aio.AioRpcError:
+                return None
+            return health
+
+    async def _ready(self) -> bool:
+        health = await self.health()
+        if health is None:
+            return False
+        # A txn standby serves too; the cluster waits for a leader separately.
+        return self.spec.role == "txn" or health.status == pb.HealthResponse.SERVING
+
+
+class LocalCluster:
+    """The processes of one local cluster, described by its data directory."""
+
+    def __init__(self, data_dir: Path, state: ClusterState) -> None:
+        self.data_dir = data_dir.absolute()
+        self.state = state
+        self.postgres = LocalPostgres(
+            self.data_dir / "postgres", port=state.postgres_port, fsync=True
+        )
+        self.zookeeper = LocalZooKeeper(self.data_dir / "zookeeper", port=state.zookeeper_port)
+        self.redis = LocalRedis(self.data_dir / "redis", port=state.redis_port)
+        self._secret = load_or_create_instance_secret(self.data_dir)
+        self.services = [self._service(spec) for spec in state.services]
+
+    @classmethod
+    def open(cls, data_dir: Path) -> LocalCluster:
+        """The cluster recorded in ``data_dir``; ClusterError if there is none."""
+        state = ClusterState.load(data_dir)
+        if state is None:
+            raise ClusterError(
+                f"no cluster in {data_dir}: start one with `syncline cluster up --data {data_dir}`"
+            )
+        return cls(data_dir, state)
+
+    @classmethod
+    def create(cls, data_dir: Path, app_dir: Path) -> LocalCluster:
+        """The cluster in ``data_dir`` (made, with new ports, if there is none)."""
+        # PostgreSQL runs as the postgres user when we are root: it must enter here.
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o755)
+        state = ClusterState.load(data_dir) or ClusterState(str(app_dir.absolute()))
+        state.app_dir = str(app_dir.absolute())
+        if not state.services:
+            state.services = _default_services()
+        state.save(data_dir)
+        return cls(data_dir, state)
+
+    @property
+    def gateway(self) -> LocalService:
+        return next(s for s in self.services if s.spec.role == "gateway")
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.spec.http_port}"
+
+    def admin_key(self) -> str:
+        return AdminKeys(self._secret).issue("cluster")
+
+    def _service(self, spec: ServiceSpec) -> LocalService:
+        flags = ["--zk-hosts", f"127.0.0.1:{self.state.zookeeper_port}"]
+        if spec.role == "gateway":
+            flags += ["--region", self.state.region]
+            flags += ["--port", str(spec.http_port), "--grpc-port", str(spec.port)]
+            return LocalService(spec, self.data_dir / spec.name, flags, {})
+        flags += ["--app", self.state.app_dir, "--pg-dsn", self.postgres.dsn(DATABASE)]
+        flags += ["--port", str(spec.port), "--http-port", str(spec.http_port)]
+        env: dict[str, str] = {}
+        if spec.role == "sync":
+            flags += ["--region", self.state.region]
+            env["SYNCLINE_ADMIN_SECRET"] = self._secret.hex()
+        return LocalService(spec, self.data_dir / spec.name, flags, env)
+
+    # -- up / down ---------------------------------------------------------------------
+
+    async def up(self, progress: Progress) -> None:
+        """Start whatever is not running, in dependency order; on failure stop what
+        this call started and raise with the failing process's log tail."""
+        started: list[LocalServer] = []
+        try:
+            await self._start_all([self.postgres, self.zookeeper, self.redis], started, progress)
+            await self._create_database()
+            by_role = {
+                role: [s for s in self.services if s.spec.role == role]
+                for role in ("txn", "sync", "gateway")
+            }
+            await self._start_all(by_role["txn"], started, progress)
+            await self._wait_for_leader(progress)
+            await self._start_all(by_role["sync"], started, progress)
+            await self._start_all(by_role["gateway"], started, progress)
+        except BaseException:
+            progress("start failed; stopping what this command started")
+            for server in reversed(started):
+                with contextlib.suppress(Exception):
+                    await server.stop()
+            raise
+
+    async def _start_all(
+        self, servers: list[Any], started: list[LocalServer], progress: Progress
+    ) -> None:
+        pending = []
+        for server in servers:
+            if server.pid is not None:
+                progress(f"{_label(server)} already running (pid {server.pid})")
+            else:
+                pending.append(server)
+        results = await asyncio.gather(*(s.start() for s in pending), return_exceptions=True)
+        for server, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            started.append(server)
+            progress(f"{_label(server)} started (pid {server.pid}, port {server.port})")
+
+    async def _create_database(self) -> None:
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            await self.postgres.create_database(DATABASE)
+
+    async def _wait_for_leader(self, progress: Progress) -> None:
+        deadline = time.monotonic() + LEADER_TIMEOUT_SECONDS
+        while (leader := await self.txn_leader()) is None:
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"no txn node became leader within {LEADER_TIMEOUT_SECONDS:g} s; see "
+                    + ", ".join(str(s.log_file) for s in self.services if s.spec.role == "txn")
+                )
+            await asyncio.sleep(0.1)
+        progress(f"txn node {leader.spec.name} leads")
+
+    async def txn_leader(self) -> LocalService | None:
+        for service in self.services:
+            if service.spec.role == "txn" and service.pid is not None:
+                health = await service.health()
+                if health is not None and health.role == "leader":
+                    return service
+        return None
+
+    async def down(self, progress: Progress) -> None:
+        """Stop every process, Syncline's first; what is not running is skipped."""
+        errors = []
+        for server in [*reversed(self.services), self.redis, self.zookeeper, self.postgres]:
+            pid = server.pid
+            if pid is None:
+                continue
+            try:
+                await server.stop()
+            except SynclineError as exc:
+                errors.append(exc.message)
+                continue
+            progress(f"{_label(server)} stopped (pid {pid})")
+        if errors:
+            raise ClusterError("; ".join(errors))
+
+    # -- status ------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """Every process (role, region, pid, address, leader) and how to reach the cluster."""
+        leader = await self.txn_leader()
+        processes: list[dict[str, Any]] = []
+        for role, server in (
+            ("postgres", self.postgres),
+            ("zookeeper", self.zookeeper),
+            ("redis", self.redis),
+        ):
+            processes.append(
+                {
+                    "name": role,
+                    "role": role,
+                    "region": self.state.region,
+                    "pid": server.pid,
+                    "address": f"127.0.0.1:{server.port}",
+                    "leader": None,
+                }
+            )
+        for service in self.services:
+            is_txn = service.spec.role == "txn"
+            processes.append(
+                {
+                    "name": service.spec.name,
+                    "role": service.spec.role,
+                    "region": self.state.region,
+                    "pid": service.pid,
+                    "address": service.address,
+                    "http_port": service.spec.http_port,
+                    "leader": (service is leader) if is_txn else None,
+                    "log": str(service.log_file),
+                }
+            )
+        return {
+            "data_dir": str(self.data_dir),
+            "app_dir": self.state.app_dir,
+            "running": all(p["pid"] is not None for p in processes),
+            "gateways": {self.state.region: self.gateway_url},
+            "admin_key": self.admin_key(),
+            "processes": processes,
+        }
+
+
+def _label(server: LocalServer) -> str:
+    return server.name

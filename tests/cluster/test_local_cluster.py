@@ -1,0 +1,122 @@
+"""``syncline cluster up|down|status``: a whole cluster from local binaries, driven by the CLI
+as a user would, then used by the official clients through its gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncline.devservers._process import pid_alive
+from tests.cluster.conftest import BANK
+from tests.fixtures.node_driver import NodeDriver
+
+pytestmark = pytest.mark.cluster
+
+
+async def syncline(*args: str, timeout: float = 120.0) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncline",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def status(data: Path) -> dict[str, Any]:
+    code, out, err = await syncline("cluster", "status", "--data", str(data), "--json")
+    assert code == 0, err
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+@pytest.fixture
+async def data_dir() -> AsyncIterator[Path]:
+    """A data directory PostgreSQL (run as its own user under root) can enter; whatever
+    the test left running is stopped by pid at the end."""
+    base = Path(tempfile.mkdtemp(prefix="syncline-cluster-"))
+    base.chmod(0o755)
+    data = base / "cluster"
+    try:
+        yield data
+    finally:
+        if (data / "cluster.json").exists():
+            await syncline("cluster", "down", "--data", str(data))
+            for process in (await status(data))["processes"]:
+                if process["pid"] is not None:
+                    os.kill(process["pid"], signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_up_serves_the_official_clients_status_reports_down_stops(
+    data_dir: Path, node: NodeDriver
+) -> None:
+    code, out, err = await syncline("cluster", "up", "--app", str(BANK), "--data", str(data_dir))
+    assert code == 0, err
+    assert "txn node" in err and "leads" in err  # progress on stderr
+    lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    url, admin_key = lines["gateway"], lines["admin key"]
+
+    report = await status(data_dir)
+    assert report["running"] is True and report["gateways"] == {"local": url}
+    assert report["admin_key"] == admin_key
+    roles = [p["role"] for p in report["processes"]]
+    assert sorted(roles) == sorted(
+        ["postgres", "zookeeper", "redis", "txn", "txn", "sync", "sync", "gateway"]
+    )
+    assert [p["leader"] for p in report["processes"] if p["role"] == "txn"].count(True) == 1
+    assert all(pid_alive(p["pid"]) for p in report["processes"])
+
+    await node.call("client", name="js", url=url)
+    sub = await node.call("subscribe", client="js", path="bank:counter", args={"name": "c"})
+    assert await node.wait_for_update(sub, lambda v: v == 0.0) == 0.0
+    await node.call("mutation", client="js", path="bank:increment", args={"name": "c"})
+    assert await node.wait_for_update(sub, lambda v: v == 1.0) == 1.0
+    # The PyPI client holds the GIL while it waits: its own process.
+    script = (
+        "import sys; from convex import ConvexClient; c = ConvexClient(sys.argv[1]); "
+        "c.set_admin_auth(sys.argv[2]); c.mutation('bank:increment', {'name': 'c'}); "
+        "print(c.query('bank:counter', {'name': 'c'}))"
+    )
+    python = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, url, admin_key, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await asyncio.wait_for(python.communicate(), 60)
+    assert python.returncode == 0 and float(output) == 2.0
+    assert await node.wait_for_update(sub, lambda v: v == 2.0) == 2.0
+    await node.call("close", client="js")
+
+    code, _, err = await syncline("cluster", "down", "--data", str(data_dir))
+    assert code == 0, err
+    assert not any(pid_alive(p["pid"]) for p in report["processes"])
+    assert all(p["pid"] is None for p in (await status(data_dir))["processes"])
+
+    # Up again: same ports, same data.
+    code, out, err = await syncline("cluster", "up", "--app", str(BANK), "--data", str(data_dir))
+    assert code == 0, err
+    assert f"gateway: {url}" in out
+    await node.call("client", name="again", url=url)
+    assert await node.call("query", client="again", path="bank:counter", args={"name": "c"}) == 2
+
+
+async def test_status_and_down_name_a_missing_cluster(data_dir: Path) -> None:
+    for action in ("status", "down"):
+        code, _, err = await syncline("cluster", action, "--data", str(data_dir))
+        assert code == 1
+        assert f"no cluster in {data_dir}: start one with `syncline cluster up" in err
+    code, _, err = await syncline("cluster", "up", "--app", str(data_dir / "nope"))
+    assert code == 1 and "does not exist" in err
