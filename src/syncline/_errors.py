@@ -141,6 +141,7 @@ class AppError(SynclineError):
 #: Function-level failures use Convex's 560 so official clients read the body.
 HTTP_STATUS_BY_CODE: dict[str, int] = {
     ProtocolError.code: 400,
+    ConfigError.code: 400,
     RequestTooLargeError.code: 413,
     AuthenticationError.code: 401,
     InvalidValueError.code: 560,

@@ -1,4 +1,4 @@
-"""The ``syncline`` command: ``dev``, ``run``, ``admin-key``, ``cluster``, ``--version``."""
+"""The ``syncline`` command: ``dev``, ``run``, ``deploy``, ``admin-key``, ``cluster``, ``--version``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", default=_env("URL", DEFAULT_URL))
     run.add_argument("--admin-key", default=_env("ADMIN_KEY"), help="allows internal functions")
 
+    deploy = commands.add_parser("deploy", help="push a new version of an app to a cluster")
+    deploy.add_argument("app_dir", type=Path, help="the app directory (schema.py, modules)")
+    deploy.add_argument("--url", default=_env("URL", DEFAULT_URL), help="a gateway's URL")
+    deploy.add_argument(
+        "--admin-key", default=_env("ADMIN_KEY"), help="required (SYNCLINE_ADMIN_KEY)"
+    )
+    deploy.add_argument("--dry-run", action="store_true", help="only show what would change")
+
     cluster = commands.add_parser("cluster", help="run a whole local cluster on this machine")
     actions = cluster.add_subparsers(dest="action", metavar="ACTION", required=True)
     data_help = "the cluster's data directory (default .syncline-cluster)"
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return _admin_key(args)
     if args.command == "cluster":
         return _cluster(args)
+    if args.command == "deploy":
+        return asyncio.run(_deploy(args))
     build_parser().print_help()
     return 2
 
@@ -260,6 +270,53 @@ async def _run(args: argparse.Namespace) -> int:
     if payload.get("errorData") is not None:
         print(json.dumps(payload["errorData"], indent=2), file=sys.stderr)
     return 1
+
+
+async def _deploy(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from syncline.app import AppBundle
+
+    if not args.admin_key:
+        print("error: --admin-key (or SYNCLINE_ADMIN_KEY) is required to deploy", file=sys.stderr)
+        return 2
+    try:
+        bundle = AppBundle.from_directory(args.app_dir)
+    except SynclineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    body = {"bundle": bundle.files, "dryRun": args.dry_run}
+    headers = {"Authorization": f"Convex {args.admin_key}"}
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{args.url.rstrip('/')}/api/deploy", json=body, headers=headers) as response,
+        ):
+            text = await response.text()
+    except aiohttp.ClientError as exc:
+        print(f"error: cannot reach {args.url} ({exc})", file=sys.stderr)
+        return 1
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = {}
+    if response.status != 200 or "appVersion" not in payload:
+        message = payload.get("message") or payload.get("errorMessage") or text[:2000]
+        print(f"error: the deploy was refused (HTTP {response.status}): {message}", file=sys.stderr)
+        return 1
+    print(_describe_changes(payload["changes"]))
+    verb = "deployed" if payload["applied"] else "would deploy"
+    print(f"{verb} version {payload['appVersion']} ({len(bundle.files)} files)")
+    return 0
+
+
+def _describe_changes(changes: dict[str, dict[str, list[str]]]) -> str:
+    lines = []
+    for kind in ("files", "functions", "tables", "indexes"):
+        for change, names in changes.get(kind, {}).items():
+            if names:
+                lines.append(f"  {kind} {change}: {', '.join(names)}")
+    return "\n".join(lines) if lines else "  no changes"
 
 
 if __name__ == "__main__":

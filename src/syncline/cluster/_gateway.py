@@ -31,7 +31,7 @@ from syncline.cluster._relay import RelayedSession, SessionStream
 from syncline.cluster._wire import call_from_proto, call_to_proto
 from syncline.cluster._zk import ZkSession
 from syncline.functions import FunctionKind
-from syncline.server import CallResult, FunctionCall, HttpApi, error_result
+from syncline.server import CallResult, DeployCall, FunctionCall, HttpApi, error_result
 from syncline.server._backend import Close, Send
 from syncline.sync._protocol import MAX_FRAME_BYTES
 from syncline.v1 import syncline_pb2 as pb
@@ -223,6 +223,30 @@ class Gateway:
                 )
             return CallResult(response.http_status, response.body_json)
 
+    async def deploy(self, request: DeployCall) -> CallResult:
+        """Forward a deploy to a sync node, which checks the admin key and deploys
+        through the txn leader."""
+        try:
+            member = await self.members.wait_pick(
+                uuid.uuid4().hex, avoid=(), within=self.config.failover_timeout_seconds
+            )
+            message = pb.DeployRequest(
+                bundle_json=request.bundle_json,
+                dry_run=request.dry_run,
+                authorization=request.authorization,
+            )
+            response = await self.stub(member.address).Deploy(
+                message, timeout=self.config.call_timeout_seconds * 5
+            )
+        except UnavailableError as exc:
+            return error_result(exc)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("deploy through %s failed: %s", member.address, exc.code())
+            return error_result(
+                UnavailableError("the sync node handling the deploy failed; deploy again")
+            )
+        return CallResult(response.http_status, response.body_json)
+
     async def latest_ts(self) -> int:
         for member in random.sample(self.members.members, len(self.members.members)):
             health_stub = pb_grpc.HealthStub(self._channel(member.address))
@@ -270,6 +294,9 @@ class _GatewayBackend:
 
     async def latest_ts(self) -> int:
         return await self._gateway.latest_ts()
+
+    async def deploy(self, request: DeployCall) -> CallResult:
+        return await self._gateway.deploy(request)
 
 
 class _GatewaySyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]

@@ -26,6 +26,7 @@ import grpc
 from kazoo.exceptions import NoNodeError
 
 from syncline._errors import (
+    ConfigError,
     FencedError,
     InvalidWriteSetError,
     SynclineError,
@@ -285,7 +286,23 @@ class RemoteCommitter:
         assert isinstance(response, pb.FindCommitResponse)
         return outcome_from_proto(response.committed) if response.HasField("committed") else None
 
-    async def _call(self, rpc: object) -> object:
+    async def deploy(self, bundle_json: str, *, dry_run: bool) -> pb.DeployResponse:
+        """Deploy a new version of the app through the leader (see TxnNode.deploy);
+        ConfigError carries the leader's reason for refusing it."""
+        message = pb.DeployRequest(bundle_json=bundle_json, dry_run=dry_run)
+        # Applying a schema backfills indexes: allow it far longer than a commit.
+        response = await self._call(
+            lambda stub: stub.Deploy(message, timeout=self._rpc_timeout * 30),
+            refused=ConfigError,
+        )
+        assert isinstance(response, pb.DeployResponse)
+        return response
+
+    async def _call(
+        self, rpc: object, *, refused: type[SynclineError] = InvalidWriteSetError
+    ) -> object:
+        """``rpc(stub)`` on the leader, retried across failovers; INVALID_ARGUMENT
+        raises ``refused``."""
         deadline = time.monotonic() + self._failover_timeout
         backoff = _FIRST_BACKOFF_SECONDS
         while True:
@@ -294,7 +311,7 @@ class RemoteCommitter:
                 return await rpc(stub)  # type: ignore[operator]
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise InvalidWriteSetError(_detail(exc)) from exc
+                    raise refused(_detail(exc)) from exc
                 if exc.code() not in _RETRY_CODES:
                     raise SynclineError(f"txn service error: {_detail(exc)}") from exc
                 log.info(

@@ -39,7 +39,12 @@ from aiohttp import web
 from kazoo.client import KazooState
 from kazoo.exceptions import KazooException, NoNodeError
 
-from syncline._errors import ConfigError, SynclineError, UnavailableError
+from syncline._errors import (
+    AuthenticationError,
+    ConfigError,
+    SynclineError,
+    UnavailableError,
+)
 from syncline.app import load_app
 from syncline.auth import AdminKeys, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
@@ -274,6 +279,8 @@ class SyncNode:
         if self._committer is not None:
             await self._committer.close()
         await self.storage.close()
+        if self.deployments is not None:
+            self.deployments.close()
         if self._verifier is not None:
             await self._verifier.close()
         self.state = NodeState.CLOSED
@@ -314,8 +321,7 @@ class SyncNode:
             await asyncio.sleep(self.config.poll_interval_seconds)
             try:
                 manager.notify_commit(await self.storage.max_ts())
-                stored = await deployments.stored_catalog_version()
-                if stored != deployments.current.model.catalog_version:
+                if await deployments.stale():
                     await deployments.refresh()
             except SynclineError as exc:
                 log.warning("polling the commit log failed: %s", exc.message)
@@ -384,6 +390,31 @@ class SyncNode:
         else:
             result = await self._calls.call(call)
         return pb.CallResponse(http_status=result.status, body_json=result.body)
+
+    async def deploy(self, message: pb.DeployRequest) -> pb.CallResponse:
+        """``POST /api/deploy`` forwarded by a gateway: an admin deploys through the txn
+        leader; this node loads the new version at once (the others within a poll)."""
+        committer, deployments = self._committer, self.deployments
+        if self.state is not NodeState.RUNNING or committer is None or deployments is None:
+            raise UnavailableError("this sync node is not serving")
+        assert self._authenticator is not None
+        authorization = message.authorization if message.HasField("authorization") else None
+        try:
+            identity = await self._authenticator.from_authorization_header(authorization)
+            if not identity.admin:
+                raise AuthenticationError("deploying needs an admin key ('Convex <admin key>')")
+            response = await committer.deploy(message.bundle_json, dry_run=message.dry_run)
+        except SynclineError as exc:
+            result = error_result(exc)
+            return pb.CallResponse(http_status=result.status, body_json=result.body)
+        if response.applied:
+            await deployments.refresh()
+        body = {
+            "appVersion": response.app_version,
+            "applied": response.applied,
+            "changes": json.loads(response.changes_json),
+        }
+        return pb.CallResponse(http_status=200, body_json=json.dumps(body))
 
     # -- membership ----------------------------------------------------------------------
 
@@ -490,6 +521,16 @@ class _SyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]
     ) -> pb.CallResponse:
         try:
             return await self._node.call(request)
+        except UnavailableError as exc:
+            message = exc.message
+        await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+        raise AssertionError("unreachable")
+
+    async def Deploy(
+        self, request: pb.DeployRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CallResponse:
+        try:
+            return await self._node.deploy(request)
         except UnavailableError as exc:
             message = exc.message
         await context.abort(grpc.StatusCode.UNAVAILABLE, message)

@@ -13,21 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
+import shutil
 import socket
+import tempfile
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from aiohttp import web
 
 from syncline._errors import (
+    ConfigError,
     FencedError,
     InvalidWriteSetError,
+    SchemaError,
     SynclineError,
     UnavailableError,
 )
-from syncline.app import App, load_app
+from syncline.app import App, AppBundle, app_changes, load_app
+from syncline.cluster._code import load_stored_bundle, store_bundle
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._validate import validate_commit
@@ -79,6 +86,13 @@ class TxnNode:
         self.epoch = 0
         self.port = config.port
         self._app: App | None = None
+        """The app as started (``--app``): used until a version is deployed."""
+        self._code: tuple[AppBundle, App] | None = None
+        """The live code while leading."""
+        self._app_version = 0
+        self._code_dir: Path | None = None
+        self._deployments: DeploymentManager | None = None
+        self._deploying = asyncio.Lock()
         self._committer: Committer | None = None
         self._model: DataModel | None = None
         self._election = LeaderElection(
@@ -102,6 +116,7 @@ class TxnNode:
 
     async def start(self) -> None:
         self._app = load_app(self.config.app_dir)
+        self._code_dir = Path(tempfile.mkdtemp(prefix="syncline-txn-code-"))
         await self.storage.open()
         self._server = grpc.aio.server(options=TXN_GRPC_OPTIONS)
         pb_grpc.add_TxnServicer_to_server(_TxnServicer(self), self._server)
@@ -129,6 +144,8 @@ class TxnNode:
         if self._http is not None:
             await self._http.cleanup()
         await self.storage.close()
+        if self._code_dir is not None:
+            shutil.rmtree(self._code_dir, ignore_errors=True)
         self.role = Role.STOPPED
 
     async def _on_elected(self) -> None:
@@ -142,7 +159,10 @@ class TxnNode:
         )
         await committer.start()
         deployments = DeploymentManager(self.storage, committer)
-        deployment = await deployments.apply(self._app)
+        # The deployed version, if any, not --app: a new leader never rolls code back.
+        self._code = await self._stored_code()
+        deployment = await deployments.apply(self._code[1])
+        self._deployments = deployments
         self._model = deployment.model
         self._committer = committer
         self.role = Role.LEADER
@@ -156,8 +176,18 @@ class TxnNode:
             committer.last_ts,
         )
 
+    async def _stored_code(self) -> tuple[AppBundle, App]:
+        assert self._app is not None and self._code_dir is not None
+        stored = await load_stored_bundle(self.storage)
+        if stored is None:
+            self._app_version = 0
+            return AppBundle.from_directory(self.config.app_dir), self._app
+        self._app_version, bundle = stored
+        return bundle, bundle.load(self._code_dir)
+
     async def _on_deposed(self) -> None:
         committer, self._committer, self._model = self._committer, None, None
+        self._deployments = None
         self.role = Role.STANDBY if not self._stop.is_set() else self.role
         if committer is not None:
             log.warning("txn node %s stepping down (epoch %d)", self.identifier, self.epoch)
@@ -198,6 +228,29 @@ class TxnNode:
             responses=[response_to_proto(_settled(result)) for result in results]
         )
 
+    async def deploy(self, bundle_json: str, *, dry_run: bool) -> pb.DeployResponse:
+        """Load, check and apply a new version of the app; ConfigError (or a schema
+        error) names what is wrong, and then nothing changed."""
+        async with self._deploying:
+            deployments, code = self._deployments, self._code
+            if deployments is None or code is None or self._code_dir is None:
+                raise _NotLeader(f"{self.identifier} is not the leader")
+            bundle = AppBundle.from_json(bundle_json)
+            app = bundle.load(self._code_dir)
+            changes = app_changes(code, (bundle, app), await self.storage.load_catalog())
+            version = self._app_version + 1
+            if not dry_run:
+                deployment = await deployments.apply(app)
+                await store_bundle(self.storage, version, bundle)
+                self._app_version, self._code = version, (bundle, app)
+                self._model = deployment.model
+                log.info("deployed app version %d (%s)", version, bundle.digest[:12])
+            return pb.DeployResponse(
+                app_version=version if not dry_run else self._app_version + 1,
+                changes_json=json.dumps(changes),
+                applied=not dry_run,
+            )
+
     async def find_commit(self, key: str) -> pb.FindCommitResponse:
         committer = self._committer
         if committer is None:
@@ -231,6 +284,8 @@ class _NotLeader(SynclineError):
 
 _STATUS_BY_ERROR: list[tuple[type[SynclineError], grpc.StatusCode]] = [
     (InvalidWriteSetError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (SchemaError, grpc.StatusCode.INVALID_ARGUMENT),
     (_NotLeader, grpc.StatusCode.FAILED_PRECONDITION),
     (FencedError, grpc.StatusCode.UNAVAILABLE),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
@@ -256,6 +311,18 @@ class _TxnServicer(pb_grpc.TxnServicer):  # type: ignore[misc]
         except SynclineError as exc:
             error = exc
         await context.abort(_status_for(error), f"{error.code}: {error.message}")
+        raise AssertionError("unreachable")
+
+    async def Deploy(
+        self, request: pb.DeployRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeployResponse:
+        try:
+            return await self._node.deploy(request.bundle_json, dry_run=request.dry_run)
+        except SynclineError as exc:
+            error = exc
+        details = getattr(error, "details", "")
+        message = f"{error.code}: {error.message}" + (f"\n{details}" if details else "")
+        await context.abort(_status_for(error), message)
         raise AssertionError("unreachable")
 
     async def FindCommit(

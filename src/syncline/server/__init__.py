@@ -3,6 +3,7 @@
 from syncline.server._backend import (
     Backend,
     CallResult,
+    DeployCall,
     FunctionCall,
     LocalBackend,
     error_result,
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_PORT",
     "Backend",
     "CallResult",
+    "DeployCall",
     "EmbeddedConfig",
     "EmbeddedServer",
     "FunctionCall",

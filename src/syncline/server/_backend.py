@@ -61,6 +61,19 @@ class Backend(Protocol):
 
     async def latest_ts(self) -> int: ...
 
+    async def deploy(self, request: DeployCall) -> CallResult:
+        """A new version of the app (``POST /api/deploy``), from an admin."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeployCall:
+    """``POST /api/deploy``: the app's sources, checked where they are applied."""
+
+    bundle_json: str
+    dry_run: bool
+    authorization: str | None
+
 
 class LocalBackend:
     """Runs functions and sessions in this process."""
@@ -112,6 +125,14 @@ class LocalBackend:
 
     async def latest_ts(self) -> int:
         return self._manager.ts
+
+    async def deploy(self, request: DeployCall) -> CallResult:
+        return error_result(
+            ProtocolError(
+                "this server runs one app directory and reloads it when its files change; "
+                "`syncline deploy` is for clusters (deploy to a gateway's URL)"
+            )
+        )
 
 
 def error_result(exc: SynclineError) -> CallResult:

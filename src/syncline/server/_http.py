@@ -7,6 +7,8 @@
   ``"convex_encoded_json"``).
 - ``POST /api/run/<dir>/<module>/<name>``: Convex's run endpoint.
 - ``POST /api/query_ts``; ``GET /version``.
+- ``POST /api/deploy``: ``{"bundle": {path: source}, "dryRun": bool}`` from an admin
+  (clusters only).
 Function failures answer 560 with ``{"status": "error", ...}`` as Convex does;
 malformed requests answer 400 with ``{"code", "message"}``.
 """
@@ -24,7 +26,7 @@ from aiohttp import WSMsgType, web
 from syncline._errors import ProtocolError, RequestTooLargeError, SynclineError
 from syncline._version import __version__
 from syncline.functions import FunctionKind, run_path_to_function_path
-from syncline.server._backend import Backend, CallResult, FunctionCall, error_result
+from syncline.server._backend import Backend, CallResult, DeployCall, FunctionCall, error_result
 from syncline.sync import encode_ts
 from syncline.sync._protocol import MAX_FRAME_BYTES
 
@@ -52,6 +54,7 @@ class HttpApi:
         app.router.add_post("/api/function", self._any_function)
         app.router.add_post("/api/run/{function_path:.+}", self._run)
         app.router.add_post("/api/query_ts", self._query_ts)
+        app.router.add_post("/api/deploy", self._deploy)
         return app
 
     async def close_sockets(self) -> None:
@@ -109,6 +112,19 @@ class HttpApi:
         except SynclineError as exc:
             return _response(error_result(exc))
         return _response(await self._backend.call(call))
+
+    async def _deploy(self, request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+            bundle, dry_run = body.get("bundle"), body.get("dryRun", False)
+            if not isinstance(bundle, dict) or not isinstance(dry_run, bool):
+                raise ProtocolError(
+                    'request body must be {"bundle": {path: source}, "dryRun": bool}'
+                )
+            deploy = DeployCall(json.dumps(bundle), dry_run, request.headers.get("Authorization"))
+        except SynclineError as exc:
+            return _response(error_result(exc))
+        return _response(await self._backend.deploy(deploy))
 
     # -- the sync protocol -----------------------------------------------------
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asyncline/v1/syncline.proto\x12\x0bsyncline.v1\"6\n\x0bKeyInterval\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x10\n\x03\x65nd\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x06\n\x04_end\"J\n\tIndexRead\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12+\n\tintervals\x18\x02 \x03(\x0b\x32\x18.syncline.v1.KeyInterval\"f\n\x0eIndexKeyChange\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12\x14\n\x07old_key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x07new_key\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x42\n\n\x08_old_keyB\n\n\x08_new_key\"\x95\x01\n\rDocumentWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctable_number\x18\x02 \x01(\r\x12\x1b\n\x0enew_value_json\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x32\n\rindex_changes\x18\x04 \x03(\x0b\x32\x1b.syncline.v1.IndexKeyChangeB\x11\n\x0f_new_value_json\"\xd1\x01\n\rCommitRequest\x12\x13\n\x0bsnapshot_ts\x18\x01 \x01(\x04\x12%\n\x05reads\x18\x02 \x03(\x0b\x32\x16.syncline.v1.IndexRead\x12*\n\x06writes\x18\x03 \x03(\x0b\x32\x1a.syncline.v1.DocumentWrite\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x06 \x01(\x04\x12\x11\n\tfresh_key\x18\x07 \x01(\x08\"B\n\x12\x43ommitBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.syncline.v1.CommitRequest\"B\n\tCommitted\x12\n\n\x02ts\x18\x01 \x01(\x04\x12\x13\n\x0bresult_json\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\"3\n\x08\x43onflict\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61talog_changed\x18\x02 \x01(\x08\"?\n\x0b\x43ommitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9e\x01\n\x0e\x43ommitResponse\x12+\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x12)\n\x08\x63onflict\x18\x02 \x01(\x0b\x32\x15.syncline.v1.ConflictH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.syncline.v1.CommitErrorH\x00\x42\t\n\x07outcome\"E\n\x13\x43ommitBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.syncline.v1.CommitResponse\",\n\x11\x46indCommitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"R\n\x12\x46indCommitResponse\x12.\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x88\x01\x01\x42\x0c\n\n_committed\"\x1b\n\x0b\x43lientFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1b\n\x0bServerFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"j\n\x0b\x43\x61llRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\targs_json\x18\x03 \x01(\t\x12\x1a\n\rauthorization\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_authorization\"6\n\x0c\x43\x61llResponse\x12\x13\n\x0bhttp_status\x18\x01 \x01(\r\x12\x11\n\tbody_json\x18\x02 \x01(\t\"\x0f\n\rHealthRequest\"\xa7\x01\n\x0eHealthResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".syncline.v1.HealthResponse.Status\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07last_ts\x18\x04 \x01(\x04\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\xa6\x01\n\x03Txn\x12P\n\x0b\x43ommitBatch\x12\x1f.syncline.v1.CommitBatchRequest\x1a .syncline.v1.CommitBatchResponse\x12M\n\nFindCommit\x12\x1e.syncline.v1.FindCommitRequest\x1a\x1f.syncline.v1.FindCommitResponse2\x86\x01\n\x04Sync\x12\x41\n\x07Session\x12\x18.syncline.v1.ClientFrame\x1a\x18.syncline.v1.ServerFrame(\x01\x30\x01\x12;\n\x04\x43\x61ll\x12\x18.syncline.v1.CallRequest\x1a\x19.syncline.v1.CallResponse2J\n\x06Health\x12@\n\x05\x43heck\x12\x1a.syncline.v1.HealthRequest\x1a\x1b.syncline.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asyncline/v1/syncline.proto\x12\x0bsyncline.v1\"6\n\x0bKeyInterval\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x10\n\x03\x65nd\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x06\n\x04_end\"J\n\tIndexRead\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12+\n\tintervals\x18\x02 \x03(\x0b\x32\x18.syncline.v1.KeyInterval\"f\n\x0eIndexKeyChange\x12\x10\n\x08index_id\x18\x01 \x01(\r\x12\x14\n\x07old_key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x07new_key\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x42\n\n\x08_old_keyB\n\n\x08_new_key\"\x95\x01\n\rDocumentWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctable_number\x18\x02 \x01(\r\x12\x1b\n\x0enew_value_json\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x32\n\rindex_changes\x18\x04 \x03(\x0b\x32\x1b.syncline.v1.IndexKeyChangeB\x11\n\x0f_new_value_json\"\xd1\x01\n\rCommitRequest\x12\x13\n\x0bsnapshot_ts\x18\x01 \x01(\x04\x12%\n\x05reads\x18\x02 \x03(\x0b\x32\x16.syncline.v1.IndexRead\x12*\n\x06writes\x18\x03 \x03(\x0b\x32\x1a.syncline.v1.DocumentWrite\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x06 \x01(\x04\x12\x11\n\tfresh_key\x18\x07 \x01(\x08\"B\n\x12\x43ommitBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.syncline.v1.CommitRequest\"B\n\tCommitted\x12\n\n\x02ts\x18\x01 \x01(\x04\x12\x13\n\x0bresult_json\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\"3\n\x08\x43onflict\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61talog_changed\x18\x02 \x01(\x08\"?\n\x0b\x43ommitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9e\x01\n\x0e\x43ommitResponse\x12+\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x12)\n\x08\x63onflict\x18\x02 \x01(\x0b\x32\x15.syncline.v1.ConflictH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.syncline.v1.CommitErrorH\x00\x42\t\n\x07outcome\"E\n\x13\x43ommitBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.syncline.v1.CommitResponse\",\n\x11\x46indCommitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"R\n\x12\x46indCommitResponse\x12.\n\tcommitted\x18\x01 \x01(\x0b\x32\x16.syncline.v1.CommittedH\x00\x88\x01\x01\x42\x0c\n\n_committed\"c\n\rDeployRequest\x12\x13\n\x0b\x62undle_json\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x1a\n\rauthorization\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_authorization\"L\n\x0e\x44\x65ployResponse\x12\x13\n\x0b\x61pp_version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63hanges_json\x18\x02 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"\x1b\n\x0b\x43lientFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1b\n\x0bServerFrame\x12\x0c\n\x04json\x18\x01 \x01(\t\"j\n\x0b\x43\x61llRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\targs_json\x18\x03 \x01(\t\x12\x1a\n\rauthorization\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_authorization\"6\n\x0c\x43\x61llResponse\x12\x13\n\x0bhttp_status\x18\x01 \x01(\r\x12\x11\n\tbody_json\x18\x02 \x01(\t\"\x0f\n\rHealthRequest\"\xa7\x01\n\x0eHealthResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".syncline.v1.HealthResponse.Status\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07last_ts\x18\x04 \x01(\x04\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\xe9\x01\n\x03Txn\x12P\n\x0b\x43ommitBatch\x12\x1f.syncline.v1.CommitBatchRequest\x1a .syncline.v1.CommitBatchResponse\x12\x41\n\x06\x44\x65ploy\x12\x1a.syncline.v1.DeployRequest\x1a\x1b.syncline.v1.DeployResponse\x12M\n\nFindCommit\x12\x1e.syncline.v1.FindCommitRequest\x1a\x1f.syncline.v1.FindCommitResponse2\xc7\x01\n\x04Sync\x12\x41\n\x07Session\x12\x18.syncline.v1.ClientFrame\x1a\x18.syncline.v1.ServerFrame(\x01\x30\x01\x12;\n\x04\x43\x61ll\x12\x18.syncline.v1.CallRequest\x1a\x19.syncline.v1.CallResponse\x12?\n\x06\x44\x65ploy\x12\x1a.syncline.v1.DeployRequest\x1a\x19.syncline.v1.CallResponse2J\n\x06Health\x12@\n\x05\x43heck\x12\x1a.syncline.v1.HealthRequest\x1a\x1b.syncline.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,24 +57,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINDCOMMITREQUEST']._serialized_end=1173
   _globals['_FINDCOMMITRESPONSE']._serialized_start=1175
   _globals['_FINDCOMMITRESPONSE']._serialized_end=1257
-  _globals['_CLIENTFRAME']._serialized_start=1259
-  _globals['_CLIENTFRAME']._serialized_end=1286
-  _globals['_SERVERFRAME']._serialized_start=1288
-  _globals['_SERVERFRAME']._serialized_end=1315
-  _globals['_CALLREQUEST']._serialized_start=1317
-  _globals['_CALLREQUEST']._serialized_end=1423
-  _globals['_CALLRESPONSE']._serialized_start=1425
-  _globals['_CALLRESPONSE']._serialized_end=1479
-  _globals['_HEALTHREQUEST']._serialized_start=1481
-  _globals['_HEALTHREQUEST']._serialized_end=1496
-  _globals['_HEALTHRESPONSE']._serialized_start=1499
-  _globals['_HEALTHRESPONSE']._serialized_end=1666
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=1615
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=1666
-  _globals['_TXN']._serialized_start=1669
-  _globals['_TXN']._serialized_end=1835
-  _globals['_SYNC']._serialized_start=1838
-  _globals['_SYNC']._serialized_end=1972
-  _globals['_HEALTH']._serialized_start=1974
-  _globals['_HEALTH']._serialized_end=2048
+  _globals['_DEPLOYREQUEST']._serialized_start=1259
+  _globals['_DEPLOYREQUEST']._serialized_end=1358
+  _globals['_DEPLOYRESPONSE']._serialized_start=1360
+  _globals['_DEPLOYRESPONSE']._serialized_end=1436
+  _globals['_CLIENTFRAME']._serialized_start=1438
+  _globals['_CLIENTFRAME']._serialized_end=1465
+  _globals['_SERVERFRAME']._serialized_start=1467
+  _globals['_SERVERFRAME']._serialized_end=1494
+  _globals['_CALLREQUEST']._serialized_start=1496
+  _globals['_CALLREQUEST']._serialized_end=1602
+  _globals['_CALLRESPONSE']._serialized_start=1604
+  _globals['_CALLRESPONSE']._serialized_end=1658
+  _globals['_HEALTHREQUEST']._serialized_start=1660
+  _globals['_HEALTHREQUEST']._serialized_end=1675
+  _globals['_HEALTHRESPONSE']._serialized_start=1678
+  _globals['_HEALTHRESPONSE']._serialized_end=1845
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=1794
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=1845
+  _globals['_TXN']._serialized_start=1848
+  _globals['_TXN']._serialized_end=2081
+  _globals['_SYNC']._serialized_start=2084
+  _globals['_SYNC']._serialized_end=2283
+  _globals['_HEALTH']._serialized_start=2285
+  _globals['_HEALTH']._serialized_end=2359
 # @@protoc_insertion_point(module_scope)

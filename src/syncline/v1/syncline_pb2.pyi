@@ -125,6 +125,26 @@ class FindCommitResponse(_message.Message):
     committed: Committed
     def __init__(self, committed: _Optional[_Union[Committed, _Mapping]] = ...) -> None: ...
 
+class DeployRequest(_message.Message):
+    __slots__ = ("bundle_json", "dry_run", "authorization")
+    BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    bundle_json: str
+    dry_run: bool
+    authorization: str
+    def __init__(self, bundle_json: _Optional[str] = ..., dry_run: _Optional[bool] = ..., authorization: _Optional[str] = ...) -> None: ...
+
+class DeployResponse(_message.Message):
+    __slots__ = ("app_version", "changes_json", "applied")
+    APP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_JSON_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    app_version: int
+    changes_json: str
+    applied: bool
+    def __init__(self, app_version: _Optional[int] = ..., changes_json: _Optional[str] = ..., applied: _Optional[bool] = ...) -> None: ...
+
 class ClientFrame(_message.Message):
     __slots__ = ("json",)
     JSON_FIELD_NUMBER: _ClassVar[int]

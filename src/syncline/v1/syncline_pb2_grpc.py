@@ -26,12 +26,7 @@ if _version_not_supported:
 
 
 class TxnStub:
-    """A request's own failures (malformed read or write set, unknown table, schema
-    violation; fenced or storage unreachable mid-commit) come back as its
-    CommitError. Failures of the whole call travel as gRPC status codes:
-    FAILED_PRECONDITION  this node is not the leader (find the leader and retry)
-    UNAVAILABLE          fenced by a newer leader, or unreachable (retry)
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
         """Constructor.
@@ -44,6 +39,11 @@ class TxnStub:
                 request_serializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchRequest.SerializeToString,
                 response_deserializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchResponse.FromString,
                 _registered_method=True)
+        self.Deploy = channel.unary_unary(
+                '/syncline.v1.Txn/Deploy',
+                request_serializer=syncline_dot_v1_dot_syncline__pb2.DeployRequest.SerializeToString,
+                response_deserializer=syncline_dot_v1_dot_syncline__pb2.DeployResponse.FromString,
+                _registered_method=True)
         self.FindCommit = channel.unary_unary(
                 '/syncline.v1.Txn/FindCommit',
                 request_serializer=syncline_dot_v1_dot_syncline__pb2.FindCommitRequest.SerializeToString,
@@ -52,15 +52,18 @@ class TxnStub:
 
 
 class TxnServicer:
-    """A request's own failures (malformed read or write set, unknown table, schema
-    violation; fenced or storage unreachable mid-commit) come back as its
-    CommitError. Failures of the whole call travel as gRPC status codes:
-    FAILED_PRECONDITION  this node is not the leader (find the leader and retry)
-    UNAVAILABLE          fenced by a newer leader, or unreachable (retry)
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def CommitBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Deploy(self, request, context):
+        """Refused with INVALID_ARGUMENT naming the problem (code that fails to load,
+        documents that violate the new schema); nothing changes then.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -79,6 +82,11 @@ def add_TxnServicer_to_server(servicer, server):
                     request_deserializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchRequest.FromString,
                     response_serializer=syncline_dot_v1_dot_syncline__pb2.CommitBatchResponse.SerializeToString,
             ),
+            'Deploy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deploy,
+                    request_deserializer=syncline_dot_v1_dot_syncline__pb2.DeployRequest.FromString,
+                    response_serializer=syncline_dot_v1_dot_syncline__pb2.DeployResponse.SerializeToString,
+            ),
             'FindCommit': grpc.unary_unary_rpc_method_handler(
                     servicer.FindCommit,
                     request_deserializer=syncline_dot_v1_dot_syncline__pb2.FindCommitRequest.FromString,
@@ -93,12 +101,7 @@ def add_TxnServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Txn:
-    """A request's own failures (malformed read or write set, unknown table, schema
-    violation; fenced or storage unreachable mid-commit) come back as its
-    CommitError. Failures of the whole call travel as gRPC status codes:
-    FAILED_PRECONDITION  this node is not the leader (find the leader and retry)
-    UNAVAILABLE          fenced by a newer leader, or unreachable (retry)
-    """
+    """Missing associated documentation comment in .proto file."""
 
     @staticmethod
     def CommitBatch(request,
@@ -117,6 +120,33 @@ class Txn:
             '/syncline.v1.Txn/CommitBatch',
             syncline_dot_v1_dot_syncline__pb2.CommitBatchRequest.SerializeToString,
             syncline_dot_v1_dot_syncline__pb2.CommitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deploy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncline.v1.Txn/Deploy',
+            syncline_dot_v1_dot_syncline__pb2.DeployRequest.SerializeToString,
+            syncline_dot_v1_dot_syncline__pb2.DeployResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -174,6 +204,11 @@ class SyncStub:
                 request_serializer=syncline_dot_v1_dot_syncline__pb2.CallRequest.SerializeToString,
                 response_deserializer=syncline_dot_v1_dot_syncline__pb2.CallResponse.FromString,
                 _registered_method=True)
+        self.Deploy = channel.unary_unary(
+                '/syncline.v1.Sync/Deploy',
+                request_serializer=syncline_dot_v1_dot_syncline__pb2.DeployRequest.SerializeToString,
+                response_deserializer=syncline_dot_v1_dot_syncline__pb2.CallResponse.FromString,
+                _registered_method=True)
 
 
 class SyncServicer:
@@ -191,6 +226,14 @@ class SyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deploy(self, request, context):
+        """Checks the admin key, then deploys through the txn leader; the answer is
+        the HTTP one (POST /api/deploy), as CallResponse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SyncServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +245,11 @@ def add_SyncServicer_to_server(servicer, server):
             'Call': grpc.unary_unary_rpc_method_handler(
                     servicer.Call,
                     request_deserializer=syncline_dot_v1_dot_syncline__pb2.CallRequest.FromString,
+                    response_serializer=syncline_dot_v1_dot_syncline__pb2.CallResponse.SerializeToString,
+            ),
+            'Deploy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deploy,
+                    request_deserializer=syncline_dot_v1_dot_syncline__pb2.DeployRequest.FromString,
                     response_serializer=syncline_dot_v1_dot_syncline__pb2.CallResponse.SerializeToString,
             ),
     }
@@ -258,6 +306,33 @@ class Sync:
             target,
             '/syncline.v1.Sync/Call',
             syncline_dot_v1_dot_syncline__pb2.CallRequest.SerializeToString,
+            syncline_dot_v1_dot_syncline__pb2.CallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deploy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncline.v1.Sync/Deploy',
+            syncline_dot_v1_dot_syncline__pb2.DeployRequest.SerializeToString,
             syncline_dot_v1_dot_syncline__pb2.CallResponse.FromString,
             options,
             channel_credentials,
