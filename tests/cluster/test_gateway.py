@@ -16,6 +16,7 @@ import pytest
 from syncline.auth import AdminKeys
 from syncline.cluster import Gateway
 from syncline.cluster._members import Member, rendezvous_pick
+from syncline.devservers import LocalPostgres
 from syncline.sync import decode_ts
 from tests.cluster.conftest import (
     GatewayFactory,
@@ -23,6 +24,7 @@ from tests.cluster.conftest import (
     SyncClientFactory,
     SyncNodeFactory,
     SyncProcessFactory,
+    TxnCluster,
 )
 from tests.fixtures.infra import assert_eventually
 from tests.fixtures.node_driver import NodeDriver
@@ -227,3 +229,51 @@ async def test_a_moved_session_keeps_its_identity_and_its_version_chain(
     )
     assert not [f for f in client.received if f["type"] in ("AuthError", "FatalError")]
     _check_version_chain(client)
+
+
+async def test_clients_reconnect_and_resume_after_a_gateway_restart(
+    make_sync_node: SyncNodeFactory, make_gateway: GatewayFactory, node: NodeDriver
+) -> None:
+    await make_sync_node()
+    first = await make_gateway()
+    url = first.url
+    await node.call("client", name="js", url=url)
+    sub = await node.call("subscribe", client="js", path="bank:counter", args={"name": "r"})
+    assert await node.wait_for_update(sub, lambda v: v == 0.0) == 0.0
+
+    await first.close()
+    second = await make_gateway(port=first.port)
+    assert second.url == url
+    # The npm client reconnects by itself, replays its query set, and carries on.
+    assert await node.call("mutation", client="js", path="bank:increment", args={"name": "r"}) == 1
+    assert await node.wait_for_update(sub, lambda v: v == 1.0, timeout=30) == 1.0
+    await assert_eventually(
+        lambda: len(second.sessions) == 1, what="the session on the new gateway"
+    )
+
+
+async def test_subscriptions_through_the_gateway_resume_after_a_postgres_restart(
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+    postgres_server: LocalPostgres,
+    txn_cluster: TxnCluster,
+) -> None:
+    await make_sync_node()
+    await make_sync_node()
+    gateway = await make_gateway()
+    address = f"127.0.0.1:{gateway.grpc_port}"
+    clients = [await sync_client(address) for _ in range(10)]
+    for client in clients:
+        await client.subscribe(0, "bank:counter", {"name": "pg"})
+    for client in clients:
+        await client.wait_value(0, 0.0)
+
+    await postgres_server.restart(mode="immediate")
+    await txn_cluster.leader(timeout=60)
+    # The mutation waits out the restart (retries), then every subscriber sees it.
+    request_id = await clients[0].mutate("bank:increment", {"name": "pg"})
+    assert (await clients[0].mutation_response(request_id, timeout=60))["success"] is True
+    for client in clients:
+        await client.wait_value(0, 1.0, timeout=30)
+        _check_version_chain(client)
