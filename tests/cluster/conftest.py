@@ -272,8 +272,10 @@ class SyncClient:
     latest value from the Transitions seen so far, ``ts`` the last Transition's ts.
     """
 
-    def __init__(self, address: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, *, channel: grpc.aio.Channel | None = None) -> None:
+        """``channel``: share one (many sessions over one connection); else its own."""
+        self._own_channel = channel is None
+        self._channel = channel or grpc.aio.insecure_channel(address)
         self._call = pb_grpc.SyncStub(self._channel).Session()
         self.session_id = str(uuid.uuid4())
         self.received: list[dict[str, Any]] = []
@@ -385,7 +387,10 @@ class SyncClient:
     async def close(self) -> None:
         self._reader.cancel()
         await asyncio.wait([self._reader], timeout=10)
-        await self._channel.close()
+        if self._own_channel:
+            await self._channel.close()
+        else:
+            self._call.cancel()
 
 
 SyncClientFactory = Callable[[str], Awaitable[SyncClient]]

@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 
 from syncline.auth import AdminKeys
@@ -30,6 +31,8 @@ from tests.fixtures.infra import assert_eventually
 from tests.fixtures.node_driver import NodeDriver
 
 pytestmark = pytest.mark.cluster
+
+SESSIONS = 1000
 
 
 def test_rendezvous_moves_only_the_sessions_of_a_node_that_left() -> None:
@@ -126,11 +129,14 @@ async def test_sessions_move_off_a_killed_sync_node_without_losing_anything(
     gateway = await make_gateway()
     await assert_eventually(lambda: len(gateway.members.members) == 2, what="both sync nodes")
     address = f"127.0.0.1:{gateway.grpc_port}"
-    clients = [await sync_client(address) for _ in range(40)]
-    for i, client in enumerate(clients):
-        await client.subscribe(0, "bank:counter", {"name": f"k{i % 4}"})
+    channel = grpc.aio.insecure_channel(address)  # 1,000 sessions over one connection
+    clients = [SyncClient(address, channel=channel) for _ in range(SESSIONS)]
+    await asyncio.gather(*(client.connect() for client in clients))
+    await asyncio.gather(
+        *(c.subscribe(0, "bank:counter", {"name": f"k{i % 4}"}) for i, c in enumerate(clients))
+    )
     for client in clients:
-        await client.wait_value(0, 0.0)
+        await client.wait_value(0, 0.0, timeout=60)
     serving = Counter(session.address for session in gateway.sessions)
     assert len(serving) == 2, f"sessions were not spread over both nodes: {serving}"
     victim = next(n for n in nodes if n.address in serving)
@@ -145,24 +151,30 @@ async def test_sessions_move_off_a_killed_sync_node_without_losing_anything(
     )
     print(f"sessions moved off the killed sync node in {time.monotonic() - killed:.3f} s")
     # Sessions of the dead node mutate at once: each mutation applies exactly once.
-    request_ids = [await client.mutate("bank:increment", {"name": "moved"}) for client in on_victim]
+    request_ids = [
+        await client.mutate("bank:record", {"key": f"moved-{i}"})
+        for i, client in enumerate(on_victim)
+    ]
     for client, request_id in zip(on_victim, request_ids, strict=True):
-        response = await client.mutation_response(request_id, timeout=30)
+        response = await client.mutation_response(request_id, timeout=60)
         assert response["success"] is True
     survivor = next(n for n in nodes if n is not victim)
     writer = await sync_client(survivor.address)
     for key in range(4):
         await client_mutate_and_wait(writer, f"k{key}")
-    for client in clients:
-        await client.wait_value(0, 1.0, timeout=30)
+    for client in clients:  # every final result equals a fresh read
+        await client.wait_value(0, 1.0, timeout=60)
         _check_version_chain(client)
         responses = [f for f in client.received if f["type"] == "MutationResponse"]
         assert len({f["requestId"] for f in responses}) == len(responses)
     watcher = await sync_client(survivor.address)
-    await watcher.subscribe(0, "bank:counter", {"name": "moved"})
-    await watcher.wait_value(0, float(len(on_victim)))
+    await watcher.subscribe(0, "bank:event_keys", {})
+    expected = sorted(f"moved-{i}" for i in range(len(on_victim)))
+    await watcher.wait_value(0, expected, timeout=30)  # each exactly once
     assert all(session.address == survivor.address for session in gateway.sessions)
     assert sum(session.moves for session in gateway.sessions) >= len(on_victim)
+    await asyncio.gather(*(client.close() for client in clients))
+    await channel.close()
 
 
 async def client_mutate_and_wait(client: SyncClient, name: str) -> None:
