@@ -38,6 +38,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -280,67 +281,105 @@ async def drive(
 async def measure_syncline(
     subscribers: int, queries: int, rate: float, seconds: float
 ) -> dict[str, Any]:
+    """The embedded server (``syncline dev`` on bench/app) as a child process."""
+    port = free_port()
+    async with run_server("syncline", syncline_argv(port), port) as server:
+        return await measure_updates(
+            server.url, {"server": server.pid}, subscribers, queries, rate, seconds
+        )
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def measure_updates(
+    url: str,
+    pids: dict[str, int],
+    subscribers: int,
+    queries: int,
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Sessions on ``url`` (a Syncline server or gateway), then paced mutations.
+
+    ``pids`` name the server processes whose CPU and memory are reported (memory
+    per session: their resident memory growth while the sessions opened, divided
+    by the number of sessions).
+    """
     recorder = Recorder()
     keys = [f"k{i}" for i in range(queries)]
     expected: dict[str, int] = defaultdict(int)
     for i in range(subscribers):
         expected[keys[i % queries]] += 1
-    port = free_port()
-    async with run_server("syncline", syncline_argv(port), port) as server:
-        ws_url = server.url.replace("http://", "ws://") + "/api/sync"
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            log(f"opening {subscribers} sessions over {queries} queries")
-            opened = time.perf_counter()
-            limit = asyncio.Semaphore(CONNECT_PARALLELISM)
-            subs = await asyncio.gather(
-                *(
-                    open_subscriber(http, ws_url, i, keys[i % queries], limit)
-                    for i in range(subscribers)
-                )
+    ws_url = url.replace("http://", "ws://") + "/api/sync"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        rss_before = {name: rss_bytes(pid) for name, pid in pids.items()}
+        log(f"opening {subscribers} sessions over {queries} queries")
+        opened = time.perf_counter()
+        limit = asyncio.Semaphore(CONNECT_PARALLELISM)
+        subs = await asyncio.gather(
+            *(
+                open_subscriber(http, ws_url, i, keys[i % queries], limit)
+                for i in range(subscribers)
             )
-            readers = [
-                asyncio.create_task(s.read(recorder), name=f"subscriber-{s.index}") for s in subs
-            ]
-            await asyncio.wait_for(
-                asyncio.gather(*(s.initial.wait() for s in subs)), INITIAL_RESULTS_TIMEOUT_SECONDS
-            )
-            subscribe_seconds = time.perf_counter() - opened
-            log(f"all {subscribers} initial results in {subscribe_seconds:.2f} s")
+        )
+        readers = [
+            asyncio.create_task(s.read(recorder), name=f"subscriber-{s.index}") for s in subs
+        ]
+        await asyncio.wait_for(
+            asyncio.gather(*(s.initial.wait() for s in subs)), INITIAL_RESULTS_TIMEOUT_SECONDS
+        )
+        subscribe_seconds = time.perf_counter() - opened
+        log(f"all {subscribers} initial results in {subscribe_seconds:.2f} s")
+        await asyncio.sleep(1.0)  # let the servers settle before reading their memory
+        session_kib = {
+            name: (rss_bytes(pid) - rss_before[name]) / subscribers / 1024
+            for name, pid in pids.items()
+        }
 
-            driver_ws = await http.ws_connect(ws_url, max_msg_size=0)
-            await driver_ws.send_str(connect_frame())
-            driver = Driver(driver_ws, recorder)
-            driver_reader = asyncio.create_task(driver.read(), name="driver")
-            mode = f"{rate:g}/s" if rate > 0 else "one at a time"
-            log(f"driving mutations ({mode}) for {seconds:g} s")
-            meter = CpuMeter(server.pid)
-            sent = await drive(driver, recorder, keys, expected, rate=rate, seconds=seconds)
-            cpu = meter.stop()
-            acked = list(recorder.by_doc)
-            log(f"{sent} mutations sent, {len(acked)} acknowledged; waiting for deliveries")
-            settled = await wait_delivered(recorder, expected, acked, SETTLE_TIMEOUT_SECONDS)
-            if not settled:
-                log("some deliveries did not arrive in time")
+        driver_ws = await http.ws_connect(ws_url, max_msg_size=0)
+        await driver_ws.send_str(connect_frame())
+        driver = Driver(driver_ws, recorder)
+        driver_reader = asyncio.create_task(driver.read(), name="driver")
+        mode = f"{rate:g}/s" if rate > 0 else "one at a time"
+        log(f"driving mutations ({mode}) for {seconds:g} s")
+        meter = CpuMeter(pids)
+        sent = await drive(driver, recorder, keys, expected, rate=rate, seconds=seconds)
+        cpu = meter.stop()
+        acked = list(recorder.by_doc)
+        log(f"{sent} mutations sent, {len(acked)} acknowledged; waiting for deliveries")
+        settled = await wait_delivered(recorder, expected, acked, SETTLE_TIMEOUT_SECONDS)
+        if not settled:
+            log("some deliveries did not arrive in time")
 
-            await asyncio.gather(
-                driver_ws.close(), *(s.ws.close() for s in subs), return_exceptions=True
-            )
-            for task in [*readers, driver_reader]:
-                task.cancel()
-            await asyncio.gather(*readers, driver_reader, return_exceptions=True)
+        await asyncio.gather(
+            driver_ws.close(), *(s.ws.close() for s in subs), return_exceptions=True
+        )
+        for task in [*readers, driver_reader]:
+            task.cancel()
+        await asyncio.gather(*readers, driver_reader, return_exceptions=True)
 
     ack_to_receive: list[float] = []
     send_to_receive: list[float] = []
     send_to_ack: list[float] = []
+    fan_out: list[float] = []
     expected_deliveries = 0
     for doc_id, mutation in recorder.by_doc.items():
         assert mutation.acked is not None
         send_to_ack.append(mutation.acked - mutation.sent)
         expected_deliveries += expected[mutation.key]
-        for received in recorder.deliveries.get(doc_id, ()):
+        received_all = recorder.deliveries.get(doc_id, [])
+        for received in received_all:
             ack_to_receive.append(received - mutation.acked)
             send_to_receive.append(received - mutation.sent)
+        if received_all and len(received_all) >= expected[mutation.key]:
+            fan_out.append(max(received_all) - mutation.acked)
     return {
         "subscribers": subscribers,
         "queries": queries,
@@ -354,7 +393,9 @@ async def measure_syncline(
         "ack_to_receive": summarize_ms(ack_to_receive),
         "send_to_receive": summarize_ms(send_to_receive),
         "send_to_ack": summarize_ms(send_to_ack),
+        "fan_out": summarize_ms(fan_out),
         "min_ack_to_receive_ms": min(ack_to_receive, default=float("nan")) * 1000,
+        "session_kib": session_kib,
         "errors": recorder.errors,
         **cpu,
     }
