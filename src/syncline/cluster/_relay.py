@@ -231,7 +231,7 @@ class RelayedSession:
             return text
         kind = message.get("type")
         if kind == "Transition":
-            return self._transition(message)
+            return self._transition(message, text)
         request_id = message.get("requestId")
         if kind == "MutationResponse" and isinstance(request_id, int):
             self._mutations.pop(request_id, None)
@@ -243,7 +243,7 @@ class RelayedSession:
             )
         return text
 
-    def _transition(self, message: dict[str, Any]) -> str | None:
+    def _transition(self, message: dict[str, Any], text: str) -> str | None:
         end = dict(message.get("endVersion") or {})
         start = dict(message.get("startVersion") or {})
         for version in (start, end):
@@ -261,6 +261,8 @@ class RelayedSession:
             if query is not None and "journal" in mod:
                 query["journal"] = mod["journal"]  # a replay resumes its pages
         self._sent_end = end
+        if start == message.get("startVersion") and end == message.get("endVersion"):
+            return text  # the usual case (no move yet): forward the node's frame as it is
         message = {**message, "startVersion": start, "endVersion": end}
         return json.dumps(message, separators=(",", ":"))
 
