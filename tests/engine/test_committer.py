@@ -474,6 +474,23 @@ async def test_close_during_a_write_answers_the_callers_in_flight(
         await storage.close()
 
 
+async def test_a_deposed_leader_cannot_write_meta(new_storage: StorageFactory) -> None:
+    storage = new_storage()
+    await storage.open()
+    try:
+        mine = await storage.acquire_epoch()
+        await storage.set_meta("k", "mine", epoch=mine)
+        theirs = await storage.acquire_epoch()
+        with pytest.raises(FencedError):
+            await storage.set_meta("k", "late", epoch=mine)
+        assert await storage.get_meta("k") == "mine"
+        await storage.set_meta("k", "theirs", epoch=theirs)
+        await storage.set_meta("k", "unfenced")  # embedded mode: no epoch, no check
+        assert await storage.get_meta("k") == "unfenced"
+    finally:
+        await storage.close()
+
+
 async def test_a_deposed_leader_cannot_commit(new_storage: StorageFactory) -> None:
     storage = new_storage()
     await storage.open()

@@ -463,6 +463,24 @@ async def test_a_deposed_leader_writes_nothing(pg_dsn: str) -> None:
         assert await new.max_ts() == 3
 
 
+async def test_a_deposed_leader_cannot_write_meta(pg_dsn: str) -> None:
+    async with (
+        PostgresStorage(pg_dsn, pool_min=1) as old,
+        PostgresStorage(pg_dsn, pool_min=1) as new,
+    ):
+        mine = await old.acquire_epoch()
+        await old.set_meta("app_version", "1", epoch=mine)
+        theirs = await new.acquire_epoch()
+        with pytest.raises(FencedError):
+            await old.set_meta("app_version", "2", epoch=mine)
+        with pytest.raises(FencedError):
+            await old.set_meta("brand_new_key", "x", epoch=mine)
+        assert await new.get_meta("app_version") == "1"
+        assert await new.get_meta("brand_new_key") is None
+        await new.set_meta("app_version", "2", epoch=theirs)
+        assert await old.get_meta("app_version") == "2"
+
+
 async def _waiting_for_locks(dsn: str) -> int:
     rows = await sql(
         dsn,

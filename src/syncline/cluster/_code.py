@@ -31,6 +31,7 @@ async def load_stored_bundle(storage: Storage) -> tuple[int, AppBundle] | None:
     return version, AppBundle.from_json(text)
 
 
-async def store_bundle(storage: Storage, version: int, bundle: AppBundle) -> None:
-    await storage.set_meta(APP_BUNDLE_KEY, bundle.to_json())
-    await storage.set_meta(APP_VERSION_KEY, str(version))
+async def store_bundle(storage: Storage, version: int, bundle: AppBundle, *, epoch: int) -> None:
+    """Make ``bundle`` the live version; FencedError if ``epoch`` no longer leads."""
+    await storage.set_meta(APP_BUNDLE_KEY, bundle.to_json(), epoch=epoch)
+    await storage.set_meta(APP_VERSION_KEY, str(version), epoch=epoch)

@@ -241,7 +241,7 @@ class TxnNode:
             version = self._app_version + 1
             if not dry_run:
                 deployment = await deployments.apply(app)
-                await store_bundle(self.storage, version, bundle)
+                await store_bundle(self.storage, version, bundle, epoch=self.epoch)
                 self._app_version, self._code = version, (bundle, app)
                 self._model = deployment.model
                 log.info("deployed app version %d (%s)", version, bundle.digest[:12])

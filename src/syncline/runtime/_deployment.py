@@ -152,7 +152,9 @@ class DeploymentManager:
             self._catalog_version = int(stored) if stored else 0
         if _shape(before) != _shape(after) or self._catalog_version == 0:
             self._catalog_version += 1
-            await self._storage.set_meta(CATALOG_VERSION_KEY, str(self._catalog_version))
+            await self._storage.set_meta(
+                CATALOG_VERSION_KEY, str(self._catalog_version), epoch=self._committer.epoch
+            )
         self._committer.set_catalog_version(self._catalog_version)
         return DataModel(after, app.schema, catalog_version=self._catalog_version)
 

@@ -189,7 +189,10 @@ class Storage(Protocol):
 
     async def get_meta(self, key: str) -> str | None: ...
 
-    async def set_meta(self, key: str, value: str) -> None: ...
+    async def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
+        """Store ``value`` under ``key``. With ``epoch``, only while that leader epoch is
+        current (else FencedError and nothing is written), as ``write_batch``."""
+        ...
 
 
 @runtime_checkable

@@ -175,6 +175,16 @@ requests AS (
 )
 SELECT count(*) FROM fence
 """
+_SET_META = """
+WITH fence AS (
+    SELECT epoch FROM leader_epoch
+    WHERE %(epoch)s::bigint IS NULL OR epoch = %(epoch)s::bigint
+    FOR SHARE
+)
+INSERT INTO meta(key, value) SELECT %(key)s, %(value)s FROM fence
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+RETURNING 1
+"""
 _INSERT_KEYS = """
     INSERT INTO index_entries(index_id, key, id)
     SELECT * FROM unnest(%s::integer[], %s::bytea[], %s::text[])
@@ -556,13 +566,13 @@ class PostgresStorage:
 
     # -- writes ----------------------------------------------------------------------
 
-    async def set_meta(self, key: str, value: str) -> None:
-        async with self._connection("set_meta") as conn:
-            await conn.execute(
-                "INSERT INTO meta(key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+    async def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
+        # Fenced as _WRITE_BATCH is: no row of leader_epoch with this epoch, no write.
+        rows = await self._fetch(
+            "set_meta", _SET_META, {"key": key, "value": value, "epoch": epoch}
+        )
+        if not rows:
+            raise FencedError(f"leader epoch {epoch} is no longer current")
 
     async def acquire_epoch(self) -> int:
         # Waits for a batch in flight (it holds the row FOR SHARE): the new

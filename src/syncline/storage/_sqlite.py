@@ -254,14 +254,16 @@ class SqliteStorage:
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
-    async def set_meta(self, key: str, value: str) -> None:
-        await self._transaction(
-            lambda c: c.execute(
+    async def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            _check_epoch(conn, epoch)
+            conn.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
-        )
+
+        await self._transaction(body)
 
     async def _transaction(self, body: Any) -> Any:
         def run() -> Any:
@@ -294,10 +296,7 @@ class SqliteStorage:
 
     async def write_batch(self, batch: Sequence[CommitEntry], *, epoch: int | None = None) -> None:
         def body(conn: sqlite3.Connection) -> None:
-            if epoch is not None:
-                row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
-                if row is None or int(row[0]) != epoch:
-                    raise FencedError(f"leader epoch {epoch} is no longer current")
+            _check_epoch(conn, epoch)
             for entry in batch:
                 for write in entry.writes:
                     if write.new is None:
@@ -392,3 +391,12 @@ class SqliteStorage:
             conn.execute("DELETE FROM indexes WHERE index_id = ?", (index_id,))
 
         await self._transaction(body)
+
+
+def _check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
+    """FencedError unless ``epoch`` (if given) is the current leader epoch."""
+    if epoch is None:
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
+    if row is None or int(row[0]) != epoch:
+        raise FencedError(f"leader epoch {epoch} is no longer current")

@@ -129,6 +129,11 @@ class Committer:
     def last_ts(self) -> int:
         return self._last_ts
 
+    @property
+    def epoch(self) -> int | None:
+        """The leader epoch this committer writes under (None: unfenced, embedded)."""
+        return self._epoch
+
     async def start(self) -> None:
         if self._state is not CommitterState.NEW:
             return
