@@ -41,6 +41,7 @@ from syncline.functions import (
     mutation,
     query,
 )
+from syncline.jobs import cron_jobs
 from syncline.schema import define_schema, define_table
 from syncline.values import v
 
@@ -63,6 +64,7 @@ __all__ = [
     "__version__",
     "action",
     "api",
+    "cron_jobs",
     "define_schema",
     "define_table",
     "internal",

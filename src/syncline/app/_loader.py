@@ -15,9 +15,10 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncline._errors import ConfigError
+from syncline._errors import ConfigError, SynclineError
 from syncline.auth import AuthProvider, load_auth_config
-from syncline.functions import FunctionSpec
+from syncline.functions import FunctionKind, FunctionSpec, check_args, resolve_reference
+from syncline.jobs import CronJob, Crons
 from syncline.schema import SchemaDefinition
 
 _SPECIAL_MODULES = {"schema", "auth_config", "crons"}
@@ -43,6 +44,8 @@ class App:
     functions: dict[str, FunctionSpec]
     schema: SchemaDefinition | None
     auth_providers: list[AuthProvider] = field(default_factory=list)
+    crons: dict[str, CronJob] = field(default_factory=dict)
+    """From ``crons.py``, each with its function's path resolved."""
 
 
 def _module_paths(directory: Path) -> list[str]:
@@ -81,10 +84,11 @@ def load_app(directory: Path) -> App:
                 functions[value.path] = value
         schema = _load_schema(package, directory)
         providers = load_auth_config(directory)
+        crons = _load_crons(package, directory, functions)
     finally:
         for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
             del sys.modules[name]
-    return App(directory, functions, schema, providers)
+    return App(directory, functions, schema, providers, crons)
 
 
 def _import(package: str, module_path: str) -> types.ModuleType:
@@ -108,3 +112,28 @@ def _load_schema(package: str, directory: Path) -> SchemaDefinition | None:
     if not isinstance(schema, SchemaDefinition):
         raise AppLoadError("schema.py must define `schema = define_schema({...})`")
     return schema
+
+
+def _load_crons(
+    package: str, directory: Path, functions: dict[str, FunctionSpec]
+) -> dict[str, CronJob]:
+    if not (directory / "crons.py").exists():
+        return {}
+    module = _import(package, "crons")
+    declared = getattr(module, "crons", None)
+    if not isinstance(declared, Crons):
+        raise AppLoadError("crons.py must define `crons = cron_jobs()` and declare crons on it")
+    loaded: dict[str, CronJob] = {}
+    for name, job in declared.jobs.items():
+        try:
+            path = resolve_reference(job.ref)
+            spec = functions.get(path)
+            if spec is None:
+                raise ConfigError(f"no function '{path}' in the app")
+            if spec.kind is FunctionKind.QUERY:
+                raise ConfigError(f"'{path}' is a query; crons run mutations and actions")
+            check_args(spec, job.args, id_table=None)
+        except SynclineError as exc:
+            raise AppLoadError(f"crons.py: cron {name!r}: {exc.message}") from None
+        loaded[name] = CronJob(name, job.ref, job.args, job.schedule, path)
+    return loaded

@@ -1,5 +1,6 @@
 """Declaring functions and referring to them."""
 
+from syncline.functions._checks import check_args, check_returns
 from syncline.functions._decorators import (
     FunctionKind,
     FunctionSpec,
@@ -29,6 +30,8 @@ __all__ = [
     "action",
     "api",
     "canonical_path",
+    "check_args",
+    "check_returns",
     "internal",
     "internal_action",
     "internal_mutation",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncline.auth import UserIdentity
 from syncline.database import DatabaseReader, DatabaseWriter
+from syncline.jobs import ActionScheduler, MutationScheduler
 
 if TYPE_CHECKING:
     from syncline.runtime._runner import FunctionRunner
@@ -67,35 +68,53 @@ class QueryCtx:
 
 
 class MutationCtx:
-    """``ctx`` of a mutation: ``db`` reads and writes in one transaction."""
+    """``ctx`` of a mutation: ``db`` reads and writes in one transaction, and
+    ``scheduler`` schedules functions in that same transaction."""
 
-    def __init__(self, db: DatabaseWriter, auth: Auth) -> None:
+    def __init__(self, db: DatabaseWriter, auth: Auth, scheduler: MutationScheduler) -> None:
         self.db = db
         self.auth = auth
+        self.scheduler = scheduler
 
 
 RunFn = Callable[[object, dict[str, Any] | None], Awaitable[Any]]
 
 
 class ActionCtx:
-    """``ctx`` of an action: no database, but it can call other functions."""
+    """``ctx`` of an action: no database, but it can call other functions and
+    schedule them."""
 
-    def __init__(self, runner: FunctionRunner, identity: Identity, depth: int) -> None:
+    def __init__(
+        self,
+        runner: FunctionRunner,
+        identity: Identity,
+        depth: int,
+        scheduler: ActionScheduler,
+        parent_job_id: str | None,
+    ) -> None:
         self.auth = Auth(identity)
+        self.scheduler = scheduler
         self._runner = runner
         self._identity = identity
         self._depth = depth
+        self._parent_job_id = parent_job_id
 
     async def run_query(self, ref: object, args: dict[str, Any] | None = None) -> Any:
         result = await self._runner.run_query_internal(ref, args or {}, self._identity)
         return result.value
 
     async def run_mutation(self, ref: object, args: dict[str, Any] | None = None) -> Any:
-        result = await self._runner.run_mutation_internal(ref, args or {}, self._identity)
+        result = await self._runner.run_mutation_internal(
+            ref, args or {}, self._identity, parent_job_id=self._parent_job_id
+        )
         return result.value
 
     async def run_action(self, ref: object, args: dict[str, Any] | None = None) -> Any:
         result = await self._runner.run_action_internal(
-            ref, args or {}, self._identity, depth=self._depth + 1
+            ref,
+            args or {},
+            self._identity,
+            depth=self._depth + 1,
+            parent_job_id=self._parent_job_id,
         )
         return result.value

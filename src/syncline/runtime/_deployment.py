@@ -18,7 +18,8 @@ from typing import Protocol
 from syncline._errors import SchemaViolationError, SynclineError
 from syncline.app import App
 from syncline.database import DataModel, index_key
-from syncline.schema import BY_CREATION_TIME, BY_ID, builtin_indexes
+from syncline.jobs import SYSTEM_TABLES
+from syncline.schema import BY_CREATION_TIME, BY_ID, IndexDefinition, builtin_indexes
 from syncline.storage import Catalog, IndexMeta, Storage
 from syncline.txn import Committer
 
@@ -27,6 +28,15 @@ log = logging.getLogger(__name__)
 MAX_REPORTED_VIOLATIONS = 20
 CATALOG_VERSION_KEY = "catalog_version"
 """Meta key holding the catalog version: changes whenever tables or indexes change."""
+
+
+def _wanted_indexes(app: App) -> dict[str, tuple[IndexDefinition, ...]]:
+    """The tables a version needs, with their indexes: the system tables, and the
+    schema's tables (a schemaless app's tables keep the built-in indexes only)."""
+    wanted = dict(SYSTEM_TABLES)
+    if app.schema is not None:
+        wanted.update({name: tuple(t.indexes) for name, t in app.schema.tables.items()})
+    return wanted
 
 
 def _shape(catalog: Catalog) -> tuple[object, ...]:
@@ -111,12 +121,13 @@ class DeploymentManager:
             before = catalog = await self._storage.load_catalog()
             if app.schema is not None:
                 await self._check_documents(app, catalog)
-                for name in app.schema.tables:
-                    if name not in catalog.tables:
-                        await self._create_table(name)
-                catalog = await self._storage.load_catalog()
-                await self._sync_indexes(app, catalog)
-                catalog = await self._storage.load_catalog()
+            wanted = _wanted_indexes(app)
+            for name in wanted:
+                if name not in catalog.tables:
+                    await self._create_table(name)
+            catalog = await self._storage.load_catalog()
+            await self._sync_indexes(wanted, catalog)
+            catalog = await self._storage.load_catalog()
             version = self._current.version + 1 if self._current else 1
             model = await self._new_model(before, catalog, app)
             deployment = Deployment(app, model, version)
@@ -189,12 +200,13 @@ class DeploymentManager:
                 offending_ids=offending,
             )
 
-    async def _sync_indexes(self, app: App, catalog: Catalog) -> None:
-        assert app.schema is not None
-        for name, definition in app.schema.tables.items():
+    async def _sync_indexes(
+        self, wanted_by_table: dict[str, tuple[IndexDefinition, ...]], catalog: Catalog
+    ) -> None:
+        for name, definitions in wanted_by_table.items():
             table = catalog.tables[name]
             existing = {i.name: i for i in catalog.indexes.get(table.table_number, [])}
-            wanted = {i.name: i for i in definition.indexes}
+            wanted = {i.name: i for i in definitions}
             for index_name, index in existing.items():
                 if index_name in (BY_ID, BY_CREATION_TIME):
                     continue

@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +29,21 @@ from syncline._errors import (
     ValidationError,
 )
 from syncline.database import DatabaseReader, DatabaseWriter, PaginationJournal, Transaction
-from syncline.functions import FunctionKind, FunctionSpec, Visibility, resolve_reference
+from syncline.functions import (
+    FunctionKind,
+    FunctionSpec,
+    Visibility,
+    check_args,
+    check_returns,
+    resolve_reference,
+)
+from syncline.jobs import ActionScheduler, JobLimits, MutationScheduler, TransactionBody
 from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
 from syncline.storage import DeferredSnapshot, Snapshot, Storage
 from syncline.txn import CommitClient, CommitRequest, ReadSet
-from syncline.values import check_value, from_json, to_json
+from syncline.values import from_json, to_json
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,8 @@ class RunnerConfig:
     """Initial backoff between OCC retries; doubles with jitter, capped at 0.2 s."""
     unavailable_retry_seconds: float = 30.0
     """How long a mutation keeps retrying while storage or the txn leader is unavailable."""
+    jobs: JobLimits = field(default_factory=JobLimits)
+    """What ``ctx.scheduler`` may schedule."""
 
 
 def _request_id() -> str:
@@ -139,18 +149,11 @@ class FunctionRunner:
 
     @staticmethod
     def _check_args(deployment: Deployment, spec: FunctionSpec, args: object) -> dict[str, Any]:
-        if not isinstance(args, dict):
-            raise ValidationError(f"args: expected object, got {type(args).__name__}")
-        check_value(args, path="args")
-        if spec.args is not None:
-            spec.args.validate(args, "args", id_table=deployment.model.id_table_name)
-        return args
+        return check_args(spec, args, id_table=deployment.model.id_table_name)
 
     @staticmethod
     def _check_result(deployment: Deployment, spec: FunctionSpec, value: object) -> None:
-        check_value(value, path="returns")
-        if spec.returns is not None:
-            spec.returns.validate(value, "returns", id_table=deployment.model.id_table_name)
+        check_returns(spec, value, id_table=deployment.model.id_table_name)
 
     async def _invoke(self, spec: FunctionSpec, ctx: object, args: dict[str, Any]) -> Any:
         try:
@@ -226,6 +229,7 @@ class FunctionRunner:
         *,
         idempotency_key: str | None = None,
         from_function: bool = False,
+        parent_job_id: str | None = None,
     ) -> MutationResult:
         deployment, spec = self.resolve(
             ref, FunctionKind.MUTATION, identity, from_function=from_function
@@ -237,6 +241,73 @@ class FunctionRunner:
                     from_json(json.loads(earlier.result_json)), earlier.ts, [], deduplicated=True
                 )
         checked = self._check_args(deployment, spec, args)
+        assert spec.path is not None
+        path = spec.path
+        lines: list[str] = []
+
+        async def body(tx: Transaction, live: Deployment) -> Any:
+            value, lines[:] = await self.execute_mutation(
+                tx, live, path, checked, identity, checked_for=spec, parent_job_id=parent_job_id
+            )
+            return value
+
+        result = await self.transact(body, idempotency_key=idempotency_key, what=path)
+        result.log_lines = lines
+        return result
+
+    async def execute_mutation(
+        self,
+        tx: Transaction,
+        deployment: Deployment,
+        path: str,
+        args: object,
+        identity: Identity,
+        *,
+        checked_for: FunctionSpec | None = None,
+        parent_job_id: str | None = None,
+    ) -> tuple[Any, list[str]]:
+        """Run mutation ``path`` of ``deployment`` inside ``tx``: its value and log lines.
+
+        ``args`` are checked against the function unless they already were against
+        ``checked_for`` and that is still the live function.
+        """
+        spec = deployment.app.functions.get(path)
+        if spec is None or spec.kind is not FunctionKind.MUTATION:
+            raise FunctionNotFoundError(f"Could not find public function for '{path}'")
+        if spec is not checked_for:
+            args = self._check_args(deployment, spec, args)
+        assert isinstance(args, dict)
+        db = DatabaseWriter(
+            tx,
+            PaginationJournal(),
+            ensure_table=self._deployments.ensure_table,
+            now_ms=self._clock_ms,
+        )
+        scheduler = MutationScheduler(
+            tx,
+            deployment.app.functions,
+            now_ms=self._clock_ms,
+            limits=self._config.jobs,
+            parent_job_id=parent_job_id,
+        )
+        with capture_log_lines(path) as lines:
+            value = await self._invoke(spec, MutationCtx(db, Auth(identity), scheduler), args)
+        self._check_result(deployment, spec, value)
+        return value, lines
+
+    async def transact(
+        self,
+        body: Callable[[Transaction, Deployment], Awaitable[Any]],
+        *,
+        idempotency_key: str | None = None,
+        what: str = "transaction",
+    ) -> MutationResult:
+        """Run ``body`` in a transaction and commit it, re-running it on OCC conflicts
+        and while the committer is unavailable; its return value is the result.
+
+        With ``idempotency_key``, a transaction that already committed under that key
+        is not applied again: the first result comes back, marked deduplicated.
+        """
         # Every attempt carries a request key, so retrying a commit whose outcome is
         # unknown (storage failed mid-write) can never apply it twice.
         key = idempotency_key or f"run|{uuid.uuid4().hex}"
@@ -247,10 +318,8 @@ class FunctionRunner:
         while True:
             attempts += 1
             try:
-                return await self._mutation_attempt(
-                    spec,
-                    checked,
-                    identity,
+                return await self._attempt(
+                    body,
                     key,
                     generated_key=idempotency_key is None,
                     first_attempt=attempts == 1,
@@ -261,7 +330,7 @@ class FunctionRunner:
                 conflicts += 1
                 if conflicts > self._config.max_occ_retries:
                     raise OccConflictError(
-                        f"{spec.path}: gave up after {conflicts} attempts; documents it reads "
+                        f"{what}: gave up after {conflicts} attempts; documents it reads "
                         "are being changed concurrently (OCC conflict)"
                     ) from None
             except UnavailableError:
@@ -270,51 +339,33 @@ class FunctionRunner:
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 0.2)
 
-    async def _mutation_attempt(
+    async def _attempt(
         self,
-        spec: FunctionSpec,
-        args: dict[str, Any],
-        identity: Identity,
+        body: Callable[[Transaction, Deployment], Awaitable[Any]],
         idempotency_key: str,
         *,
         generated_key: bool,
         first_attempt: bool,
     ) -> MutationResult:
-        # The deployment may have changed since the first attempt: use the live one,
-        # and check the arguments against its validator.
+        # The deployment may have changed since the first attempt: use the live one.
         await self._deployments.wait_stable()
         deployment = self._deployments.current
-        live = deployment.app.functions.get(spec.path or "")
-        if live is None or live.kind is not FunctionKind.MUTATION:
-            raise FunctionNotFoundError(f"Could not find public function for '{spec.path}'")
-        if live is not spec:
-            args = self._check_args(deployment, live, args)
-            spec = live
-        assert spec.path is not None
-        with capture_log_lines(spec.path) as lines:
-            # Opened at the first read: a mutation that only writes needs no snapshot.
-            snapshot = DeferredSnapshot(self._storage, before_open=self._deployments.wait_stable)
-            async with snapshot:
-                # ensure_table may swap tx.model mid-run; the commit is checked against
-                # the catalog the transaction started with.
-                catalog_version = deployment.model.catalog_version
-                tx = Transaction(snapshot, deployment.model, read_only=False)
-                db = DatabaseWriter(
-                    tx,
-                    PaginationJournal(),
-                    ensure_table=self._deployments.ensure_table,
-                    now_ms=self._clock_ms,
-                )
-                value = await self._invoke(spec, MutationCtx(db, Auth(identity)), args)
-                self._check_result(deployment, spec, value)
-                writes = tx.document_writes()
-                # A commit that read nothing is valid at any snapshot (see WriteWindow).
-                snapshot_ts = snapshot.ts if snapshot.opened else 0
+        # Opened at the first read: a transaction that only writes needs no snapshot.
+        snapshot = DeferredSnapshot(self._storage, before_open=self._deployments.wait_stable)
+        async with snapshot:
+            # ensure_table may swap tx.model mid-run; the commit is checked against
+            # the catalog the transaction started with.
+            catalog_version = deployment.model.catalog_version
+            tx = Transaction(snapshot, deployment.model, read_only=False)
+            value = await body(tx, deployment)
+            writes = tx.document_writes()
+            # A commit that read nothing is valid at any snapshot (see WriteWindow).
+            snapshot_ts = snapshot.ts if snapshot.opened else 0
         result_json = json.dumps(to_json(value), separators=(",", ":"))
         if not writes and generated_key:
             if not snapshot.opened:
                 snapshot_ts = await self._storage.max_ts()
-            return MutationResult(value, snapshot_ts, lines)
+            return MutationResult(value, snapshot_ts, [])
         outcome = await self._committer.commit(
             CommitRequest(
                 snapshot_ts,
@@ -329,12 +380,14 @@ class FunctionRunner:
         )
         if outcome.deduplicated:
             value = from_json(json.loads(outcome.result_json))
-        return MutationResult(value, outcome.ts, lines, outcome.deduplicated)
+        return MutationResult(value, outcome.ts, [], outcome.deduplicated)
 
     async def run_mutation_internal(
-        self, ref: object, args: Any, identity: Identity
+        self, ref: object, args: Any, identity: Identity, *, parent_job_id: str | None = None
     ) -> MutationResult:
-        return await self.run_mutation(ref, args, identity, from_function=True)
+        return await self.run_mutation(
+            ref, args, identity, from_function=True, parent_job_id=parent_job_id
+        )
 
     # -- actions -------------------------------------------------------------
 
@@ -346,7 +399,9 @@ class FunctionRunner:
         *,
         from_function: bool = False,
         depth: int = 0,
+        parent_job_id: str | None = None,
     ) -> ActionResult:
+        """``parent_job_id``: the scheduled job this action runs for (or runs within)."""
         deployment, spec = self.resolve(
             ref, FunctionKind.ACTION, identity, from_function=from_function
         )
@@ -354,12 +409,34 @@ class FunctionRunner:
             raise ValidationError(f"actions may nest at most {MAX_ACTION_DEPTH} deep")
         checked = self._check_args(deployment, spec, args)
         assert spec.path is not None
+        scheduler = ActionScheduler(
+            self._transact_for_scheduler,
+            now_ms=self._clock_ms,
+            limits=self._config.jobs,
+            parent_job_id=parent_job_id,
+        )
+        ctx = ActionCtx(self, identity, depth, scheduler, parent_job_id)
         with capture_log_lines(spec.path) as lines:
-            value = await self._invoke(spec, ActionCtx(self, identity, depth), checked)
+            value = await self._invoke(spec, ctx, checked)
         self._check_result(deployment, spec, value)
         return ActionResult(value, lines)
 
+    async def _transact_for_scheduler(self, body: TransactionBody[Any]) -> Any:
+        async def run(tx: Transaction, deployment: Deployment) -> Any:
+            return await body(tx, deployment.app.functions)
+
+        result = await self.transact(run, what="ctx.scheduler")
+        return result.value
+
     async def run_action_internal(
-        self, ref: object, args: Any, identity: Identity, *, depth: int
+        self,
+        ref: object,
+        args: Any,
+        identity: Identity,
+        *,
+        depth: int,
+        parent_job_id: str | None = None,
     ) -> ActionResult:
-        return await self.run_action(ref, args, identity, from_function=True, depth=depth)
+        return await self.run_action(
+            ref, args, identity, from_function=True, depth=depth, parent_job_id=parent_job_id
+        )
