@@ -252,3 +252,25 @@ async def test_every_reference_form_works_from_actions(
     client = await _client(node, dev_server, "c")
     result = await node.call("action", client=client, path="refs:all_forms", args={"name": "refs"})
     assert result == [0.0, 1.0, 3.0, 0.0]
+
+
+async def test_scheduled_mutations_run_and_their_jobs_are_reactive(
+    node: NodeDriver, dev_server: DevServer
+) -> None:
+    client = await _client(node, dev_server, "scheduler")
+    delivered = await node.call("subscribe", client=client, path="reminders:delivered", args={})
+    await node.wait_for_update(delivered, lambda v: v == [])
+    soon = await node.call(
+        "mutation", client=client, path="reminders:remind", args={"text": "soon", "delay": 0.2}
+    )
+    later = await node.call(
+        "mutation", client=client, path="reminders:remind", args={"text": "later", "delay": 3600.0}
+    )
+    await node.wait_for_update(delivered, lambda v: v == ["soon"])
+    status = await node.call("subscribe", client=client, path="reminders:status", args={"id": soon})
+    await node.wait_for_update(status, lambda v: v == "success")
+    await node.call("mutation", client=client, path="reminders:cancel", args={"id": later})
+    canceled = await node.call(
+        "subscribe", client=client, path="reminders:status", args={"id": later}
+    )
+    await node.wait_for_update(canceled, lambda v: v == "canceled")

@@ -119,6 +119,7 @@ async def make_engine(new_storage: StorageFactory) -> AsyncIterator[EngineFactor
         *,
         runner_config: RunnerConfig | None = None,
         committer_config: CommitterConfig | None = None,
+        clock_ms: Callable[[], float] | None = None,
     ) -> Engine:
         storage = new_storage()
         await storage.open()
@@ -131,7 +132,13 @@ async def make_engine(new_storage: StorageFactory) -> AsyncIterator[EngineFactor
         committer = Committer(storage, config=committer_config, on_commit=on_commit)
         await committer.start()
         deployments = DeploymentManager(storage, committer)
-        runner = FunctionRunner(storage, committer, deployments, config=runner_config)
+        runner = FunctionRunner(
+            storage,
+            committer,
+            deployments,
+            config=runner_config,
+            **({"clock_ms": clock_ms} if clock_ms is not None else {}),
+        )
         engine = Engine(storage, committer, deployments, runner, listeners)
         opened.append(engine)
         return engine

@@ -114,6 +114,11 @@ class FunctionRunner:
         self._config = config or RunnerConfig()
         self._clock_ms = clock_ms
 
+    @property
+    def current_deployment(self) -> Deployment:
+        """The live version functions run against."""
+        return self._deployments.current
+
     # -- lookup --------------------------------------------------------------
 
     def resolve(

@@ -12,7 +12,7 @@ import contextlib
 import enum
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -25,6 +25,7 @@ from syncline.runtime import (
     FunctionRunner,
     install_print_capture,
 )
+from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.server._backend import LocalBackend
 from syncline.server._http import HttpApi
 from syncline.storage import SqliteStorage
@@ -53,6 +54,8 @@ class EmbeddedConfig:
     """How long a retried mutation (same session and request id) is recognised."""
     prune_interval_seconds: float = 60.0
     """How often old commit-log rows and request keys are deleted."""
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    """Running scheduled functions and crons."""
 
 
 class ServerState(enum.Enum):
@@ -72,6 +75,7 @@ class EmbeddedServer:
         self.committer = Committer(self.storage, on_commit=self._on_commit)
         self.deployments = DeploymentManager(self.storage, self.committer)
         self.runner = FunctionRunner(self.storage, self.committer, self.deployments)
+        self.scheduler = JobScheduler(self.storage, self.runner, config=config.scheduler)
         self.admin_keys: AdminKeys | None = None
         self._verifier: TokenVerifier | None = None
         self._authenticator: Authenticator | None = None
@@ -83,6 +87,7 @@ class EmbeddedServer:
     def _on_commit(self, ts: int) -> None:
         if self.manager is not None:
             self.manager.notify_commit(ts)
+        self.scheduler.notify_commit(ts)
 
     @property
     def url(self) -> str:
@@ -110,6 +115,7 @@ class EmbeddedServer:
             self.deployments.on_change(self._deployment_changed)
             await self.deploy(load_app(self.config.app_dir))
             await self.manager.start()
+            await self.scheduler.start()
             self._http = HttpApi(
                 LocalBackend(
                     runner=self.runner, manager=self.manager, authenticator=self._get_authenticator
@@ -163,6 +169,7 @@ class EmbeddedServer:
     def _deployment_changed(self, deployment: Deployment) -> None:
         if self.manager is not None:
             self.manager.rerun_all()
+        self.scheduler.deployment_changed(deployment)
 
     async def close(self) -> None:
         if self._state is ServerState.CLOSED:
@@ -176,6 +183,7 @@ class EmbeddedServer:
             await self._http.close_sockets()
         if self._site_runner is not None:
             await self._site_runner.cleanup()
+        await self.scheduler.close()
         if self.manager is not None:
             await self.manager.close()
         await self.committer.close()

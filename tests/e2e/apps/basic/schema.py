@@ -9,5 +9,6 @@ schema = define_schema(
             {"author": v.string(), "body": v.string(), "tags": v.optional(v.array(v.string()))}
         ).index("by_author", ["author"]),
         "blobs": define_table({"payload": v.any()}),
+        "reminders": define_table({"text": v.string()}),
     }
 )
