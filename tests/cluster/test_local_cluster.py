@@ -75,10 +75,11 @@ async def test_up_serves_the_official_clients_status_reports_down_stops(
     assert report["running"] is True and report["gateways"] == {"local": url}
     assert report["admin_key"] == admin_key
     roles = [p["role"] for p in report["processes"]]
-    assert sorted(roles) == sorted(
-        ["postgres", "zookeeper", "redis", "txn", "txn", "sync", "sync", "gateway"]
-    )
-    assert [p["leader"] for p in report["processes"] if p["role"] == "txn"].count(True) == 1
+    services = ["txn", "txn", "sync", "sync", "gateway", "scheduler", "scheduler"]
+    assert sorted(roles) == sorted(["postgres", "zookeeper", "redis", *services])
+    for elected in ("txn", "scheduler"):
+        leaders = [p["leader"] for p in report["processes"] if p["role"] == elected]
+        assert leaders.count(True) == 1, f"{elected}: {leaders}"
     assert all(pid_alive(p["pid"]) for p in report["processes"])
 
     await node.call("client", name="js", url=url)

@@ -1,4 +1,4 @@
-"""The cluster: txn, sync and gateway services, leader election, committing through the leader."""
+"""The cluster: txn, sync, gateway and scheduler services, leader election, committing through the leader."""
 
 import os
 
@@ -10,6 +10,7 @@ from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._gateway import Gateway, GatewayConfig
 from syncline.cluster._remote import RemoteCommitter
+from syncline.cluster._scheduler_node import SchedulerNode, SchedulerNodeConfig
 from syncline.cluster._service import ServiceNode, run_until_signalled
 from syncline.cluster._sync_node import NodeState, SyncConfig, SyncNode
 from syncline.cluster._txn_node import Role, TxnConfig, TxnNode
@@ -24,6 +25,8 @@ __all__ = [
     "NodeState",
     "RemoteCommitter",
     "Role",
+    "SchedulerNode",
+    "SchedulerNodeConfig",
     "ServiceNode",
     "SyncConfig",
     "SyncNode",

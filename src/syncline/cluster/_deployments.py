@@ -60,6 +60,9 @@ class ClusterDeployments:
         """Call ``listener(deployment)`` after a refresh that changed the catalog version."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[Deployment], None]) -> None:
+        self._listeners.remove(listener)
+
     async def stored_catalog_version(self) -> int:
         """The catalog version the txn leader last applied (0: never)."""
         return int(await self._storage.get_meta(CATALOG_VERSION_KEY) or 0)

@@ -3,6 +3,7 @@
     python -m syncline.cluster txn     --app APP_DIR --pg-dsn DSN --zk-hosts HOSTS [...]
     python -m syncline.cluster sync    --app APP_DIR --pg-dsn DSN --zk-hosts HOSTS [...]
     python -m syncline.cluster gateway --zk-hosts HOSTS [--region R] [--port P] [...]
+    python -m syncline.cluster scheduler --app APP_DIR --pg-dsn DSN --zk-hosts HOSTS [...]
 
 ``services/<name>/main.py`` are the same entry points as scripts. Every flag can
 also come from the environment (``SYNCLINE_<NAME>``, named in each flag's help);
@@ -17,6 +18,7 @@ import os
 import sys
 
 from syncline.cluster._gateway import Gateway, GatewayConfig
+from syncline.cluster._scheduler_node import SchedulerNode, SchedulerNodeConfig
 from syncline.cluster._service import (
     node_settings,
     require_service_arguments,
@@ -25,10 +27,11 @@ from syncline.cluster._service import (
 )
 from syncline.cluster._sync_node import SyncConfig, SyncNode
 from syncline.cluster._txn_node import TxnConfig, TxnNode
+from syncline.scheduler import SchedulerConfig
 from syncline.storage import PostgresStorage
 from syncline.txn import CommitterConfig
 
-ROLES = ("txn", "sync", "gateway")
+ROLES = ("txn", "sync", "gateway", "scheduler")
 
 
 def _env(name: str) -> str | None:
@@ -126,6 +129,40 @@ def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
     )
 
 
+def scheduler_config(argv: list[str] | None = None) -> tuple[SchedulerNodeConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="syncline-scheduler",
+        description="The scheduler service: runs scheduled functions and crons (one active).",
+    )
+    service_arguments(parser, service="SCHEDULER", env=_env)
+    parser.add_argument(
+        "--max-concurrent-jobs",
+        type=int,
+        default=int(_env("SCHEDULER_MAX_CONCURRENT_JOBS") or 256),
+        help="jobs run at once (SYNCLINE_SCHEDULER_MAX_CONCURRENT_JOBS)",
+    )
+    parser.add_argument(
+        "--retention-days",
+        type=float,
+        default=float(_env("SCHEDULER_RETENTION_DAYS") or 7),
+        help="days finished jobs are kept (SYNCLINE_SCHEDULER_RETENTION_DAYS)",
+    )
+    args = parser.parse_args(argv)
+    require_service_arguments(parser, args)
+    if args.max_concurrent_jobs < 1:
+        parser.error("--max-concurrent-jobs must be at least 1")
+    if args.retention_days <= 0:
+        parser.error("--retention-days must be > 0")
+    config = SchedulerNodeConfig(
+        **node_settings(args),
+        scheduler=SchedulerConfig(
+            max_concurrent_jobs=args.max_concurrent_jobs,
+            retention_seconds=args.retention_days * 86400.0,
+        ),
+    )
+    return config, args.pg_dsn
+
+
 def txn_main(argv: list[str] | None = None) -> int:
     config, dsn = txn_config(argv)
     return run_service(TxnNode(config, PostgresStorage(dsn)))
@@ -140,6 +177,11 @@ def gateway_main(argv: list[str] | None = None) -> int:
     return run_service(Gateway(gateway_config(argv)))
 
 
+def scheduler_main(argv: list[str] | None = None) -> int:
+    config, dsn = scheduler_config(argv)
+    return run_service(SchedulerNode(config, PostgresStorage(dsn)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m syncline.cluster ROLE [flags]``."""
     args = sys.argv[1:] if argv is None else argv
@@ -147,5 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m syncline.cluster {{{','.join(ROLES)}}} [flags]", file=sys.stderr)
         return 2
     role, rest = args[0], args[1:]
-    entry = {"txn": txn_main, "sync": sync_main, "gateway": gateway_main}[role]
+    entry = {
+        "txn": txn_main,
+        "sync": sync_main,
+        "gateway": gateway_main,
+        "scheduler": scheduler_main,
+    }[role]
     return entry(rest)

@@ -1,8 +1,8 @@
 """A whole Syncline cluster on one machine, as detached processes in a data directory.
 
 ``syncline cluster up`` starts PostgreSQL, ZooKeeper and Redis from local
-binaries, then 2 txn nodes, 2 sync nodes and a gateway (``python -m
-syncline.cluster ROLE``), each in its own session so they outlive the command,
+binaries, then 2 txn nodes, 2 sync nodes, a gateway and 2 scheduler nodes
+(``python -m syncline.cluster ROLE``), each in its own session so they outlive the command,
 each with its log and pid file under ``DATA/<name>/``. ``cluster.json`` in the
 data directory records the ports, so ``down`` and ``status`` (from any later
 process) find everything, and a second ``up`` reuses the same ports and data.
@@ -85,9 +85,13 @@ class ClusterState:
         temporary.replace(path)
 
 
+ELECTED_ROLES = ("txn", "scheduler")
+"""Roles with one leader and standbys."""
+
+
 def _default_services() -> list[ServiceSpec]:
     roles = [("txn0", "txn"), ("txn1", "txn"), ("sync0", "sync"), ("sync1", "sync")]
-    roles.append(("gateway0", "gateway"))
+    roles += [("gateway0", "gateway"), ("scheduler0", "scheduler"), ("scheduler1", "scheduler")]
     return [ServiceSpec(name, role, free_port(), free_port()) for name, role in roles]
 
 
@@ -148,8 +152,8 @@ class LocalService(LocalServer):
         health = await self.health()
         if health is None:
             return False
-        # A txn standby serves too; the cluster waits for a leader separately.
-        return self.spec.role == "txn" or health.status == pb.HealthResponse.SERVING
+        # A standby serves too; the cluster waits for a txn leader separately.
+        return self.spec.role in ELECTED_ROLES or health.status == pb.HealthResponse.SERVING
 
 
 class LocalCluster:
@@ -225,12 +229,15 @@ class LocalCluster:
             await self._create_database()
             by_role = {
                 role: [s for s in self.services if s.spec.role == role]
-                for role in ("txn", "sync", "gateway")
+                for role in ("txn", "sync", "gateway", "scheduler")
             }
             await self._start_all(by_role["txn"], started, progress)
-            await self._wait_for_leader(progress)
+            await self._wait_for_leader("txn", progress)
             await self._start_all(by_role["sync"], started, progress)
             await self._start_all(by_role["gateway"], started, progress)
+            if by_role["scheduler"]:
+                await self._start_all(by_role["scheduler"], started, progress)
+                await self._wait_for_leader("scheduler", progress)
         except BaseException:
             progress("start failed; stopping what this command started")
             for server in reversed(started):
@@ -258,20 +265,21 @@ class LocalCluster:
         with contextlib.suppress(psycopg.errors.DuplicateDatabase):
             await self.postgres.create_database(DATABASE)
 
-    async def _wait_for_leader(self, progress: Progress) -> None:
+    async def _wait_for_leader(self, role: str, progress: Progress) -> None:
         deadline = time.monotonic() + LEADER_TIMEOUT_SECONDS
-        while (leader := await self.txn_leader()) is None:
+        while (leader := await self.leader(role)) is None:
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"no txn node became leader within {LEADER_TIMEOUT_SECONDS:g} s; see "
-                    + ", ".join(str(s.log_file) for s in self.services if s.spec.role == "txn")
+                    f"no {role} node became leader within {LEADER_TIMEOUT_SECONDS:g} s; see "
+                    + ", ".join(str(s.log_file) for s in self.services if s.spec.role == role)
                 )
             await asyncio.sleep(0.1)
-        progress(f"txn node {leader.spec.name} leads")
+        progress(f"{role} node {leader.spec.name} leads")
 
-    async def txn_leader(self) -> LocalService | None:
+    async def leader(self, role: str) -> LocalService | None:
+        """The running node of an elected role (txn, scheduler) that leads, if any."""
         for service in self.services:
-            if service.spec.role == "txn" and service.pid is not None:
+            if service.spec.role == role and service.pid is not None:
                 health = await service.health()
                 if health is not None and health.role == "leader":
                     return service
@@ -297,7 +305,7 @@ class LocalCluster:
 
     async def status(self) -> dict[str, Any]:
         """Every process (role, region, pid, address, leader) and how to reach the cluster."""
-        leader = await self.txn_leader()
+        leaders = {role: await self.leader(role) for role in ELECTED_ROLES}
         processes: list[dict[str, Any]] = []
         for role, server in (
             ("postgres", self.postgres),
@@ -315,7 +323,7 @@ class LocalCluster:
                 }
             )
         for service in self.services:
-            is_txn = service.spec.role == "txn"
+            elected = service.spec.role in ELECTED_ROLES
             processes.append(
                 {
                     "name": service.spec.name,
@@ -324,7 +332,7 @@ class LocalCluster:
                     "pid": service.pid,
                     "address": service.address,
                     "http_port": service.spec.http_port,
-                    "leader": (service is leader) if is_txn else None,
+                    "leader": (service is leaders[service.spec.role]) if elected else None,
                     "log": str(service.log_file),
                 }
             )

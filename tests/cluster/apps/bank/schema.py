@@ -9,5 +9,6 @@ schema = define_schema(
             "by_name", ["name"]
         ),
         "events": define_table({"key": v.string()}),
+        "hits": define_table({"key": v.string(), "n": v.float64()}).index("by_key", ["key"]),
     }
 )
