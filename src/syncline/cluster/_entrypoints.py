@@ -138,7 +138,7 @@ def scheduler_config(argv: list[str] | None = None) -> tuple[SchedulerNodeConfig
     parser.add_argument(
         "--max-concurrent-jobs",
         type=int,
-        default=int(_env("SCHEDULER_MAX_CONCURRENT_JOBS") or 256),
+        default=int(_env("SCHEDULER_MAX_CONCURRENT_JOBS") or SchedulerConfig.max_concurrent_jobs),
         help="jobs run at once (SYNCLINE_SCHEDULER_MAX_CONCURRENT_JOBS)",
     )
     parser.add_argument(

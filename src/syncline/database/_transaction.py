@@ -49,6 +49,9 @@ class Transaction:
         self.read_only = read_only
         self.reads = ReadSet()
         self._writes: dict[str, _PendingWrite] = {}
+        self._assumed: dict[str, Document] = {}
+        self.read_ts: int | None = None
+        """The oldest snapshot a document was taken from (see ``assume``), if any."""
         self._write_version = 0
         """Bumped on every write, so scans in progress notice new writes."""
 
@@ -65,10 +68,27 @@ class Transaction:
         pending = self._writes.get(doc_id)
         if pending is not None:
             return copy.deepcopy(pending.new)
+        assumed = self._assumed.get(doc_id)
+        if assumed is not None:
+            return copy.deepcopy(assumed)
         doc = await self.snapshot.get(doc_id)
         if doc is not None and doc.get("_id") != doc_id:
             return None
         return doc
+
+    def assume(self, doc: Document, ts: int) -> None:
+        """Read ``doc`` as it was at ts ``ts`` (an earlier snapshot) without reading it.
+
+        The commit is then checked as of ``ts``: if anything this transaction read
+        changed after ``ts``, it conflicts and re-runs. Reads made later at a newer
+        snapshot stay valid under that stricter check.
+        """
+        table = self.model.require_id(doc["_id"], what="assume")
+        assert table is not None
+        key = encode_index_key([doc["_id"]])
+        self.reads.add(table.indexes[BY_ID].index_id, Interval(key, key_successor(key)))
+        self._assumed[str(doc["_id"])] = copy.deepcopy(doc)
+        self.read_ts = ts if self.read_ts is None else min(self.read_ts, ts)
 
     async def scan(
         self, index: IndexMeta, start: bytes, end: bytes | None, *, descending: bool

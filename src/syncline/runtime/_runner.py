@@ -366,6 +366,8 @@ class FunctionRunner:
             writes = tx.document_writes()
             # A commit that read nothing is valid at any snapshot (see WriteWindow).
             snapshot_ts = snapshot.ts if snapshot.opened else 0
+            if tx.read_ts is not None:
+                snapshot_ts = min(snapshot_ts, tx.read_ts) if snapshot_ts else tx.read_ts
         result_json = json.dumps(to_json(value), separators=(",", ":"))
         if not writes and generated_key:
             if not snapshot.opened:

@@ -49,30 +49,49 @@ Clock = Callable[[], float]
 
 
 async def execute_job(
-    runner: FunctionRunner, job: Document, *, clock_ms: Clock
+    runner: FunctionRunner, job: Document, *, seen_at: int, clock_ms: Clock
 ) -> tuple[Outcome, int | None]:
-    """Run one pending job; the outcome and the ts it was recorded at (if it was)."""
+    """Run one pending job, as read at ts ``seen_at``; the outcome and the ts it was
+    recorded at (if it was)."""
     path = str(job.get("name", ""))
     spec = runner.current_deployment.app.functions.get(path)
+    first = _FirstRead(job, seen_at)
     try:
         if spec is not None and spec.kind is FunctionKind.ACTION:
-            return await _run_action(runner, job, clock_ms=clock_ms)
-        return await _run_mutation(runner, job, clock_ms=clock_ms)
+            return await _run_action(runner, first, clock_ms=clock_ms)
+        return await _run_mutation(runner, first, clock_ms=clock_ms)
     except (UnavailableError, OccConflictError) as exc:
         log.warning("scheduled %s (%s) will be retried: %s", path, job["_id"], exc.message)
         return Outcome.RETRY, None
 
 
+class _FirstRead:
+    """The job as the scan read it: the first attempt takes it from there (one read
+    fewer, and none at all for a mutation that only writes); a re-run reads it anew."""
+
+    def __init__(self, job: Document, seen_at: int) -> None:
+        self.job_id = str(job["_id"])
+        self.path = str(job.get("name", ""))
+        self._job: Document | None = job
+        self._seen_at = seen_at
+
+    async def read(self, tx: Transaction) -> Document | None:
+        job, self._job = self._job, None
+        if job is None:
+            return await read_job(tx, self.job_id, "scheduler")
+        tx.assume(job, self._seen_at)
+        return job
+
+
 async def _run_mutation(
-    runner: FunctionRunner, job: Document, *, clock_ms: Clock
+    runner: FunctionRunner, first: _FirstRead, *, clock_ms: Clock
 ) -> tuple[Outcome, int | None]:
-    job_id = str(job["_id"])
-    path = str(job.get("name", ""))
+    job_id, path = first.job_id, first.path
     skipped = False
 
     async def body(tx: Transaction, deployment: Deployment) -> Any:
         nonlocal skipped
-        current = await read_job(tx, job_id, "scheduler")
+        current = await first.read(tx)
         skipped = current is None or state_of(current) is not JobState.PENDING
         if skipped:
             return None
@@ -95,15 +114,14 @@ async def _run_mutation(
 
 
 async def _run_action(
-    runner: FunctionRunner, job: Document, *, clock_ms: Clock
+    runner: FunctionRunner, first: _FirstRead, *, clock_ms: Clock
 ) -> tuple[Outcome, int | None]:
-    job_id = str(job["_id"])
-    path = str(job.get("name", ""))
+    job_id, path = first.job_id, first.path
     args: dict[str, Any] = {}
 
     async def start(tx: Transaction, deployment: Deployment) -> bool:
         nonlocal args
-        current = await read_job(tx, job_id, "scheduler")
+        current = await first.read(tx)
         if current is None or state_of(current) is not JobState.PENDING:
             return False
         args = _job_args(current)

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _RECENT = 10_000
 """Lateness samples kept for the stats."""
 _SWEEP_BATCH = 500
+MAX_SCAN = 1024
+"""Most due jobs read in one scan (the page limit of a query)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class SchedulerStats:
     crons_fired: int = 0
     interrupted_actions_failed: int = 0
     due_backlog: int = 0
-    """Due jobs seen at the last scan, running ones included (at most one scan's worth)."""
+    """Due pending jobs read by the last scan: a lower bound of the queue (one page)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -97,6 +99,8 @@ class JobScheduler:
         self._retry_after: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
         self._firing: set[str] = set()
+        self._cursor: str | None = None
+        """Where the next scan of due jobs resumes (None: from the front)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -181,6 +185,7 @@ class JobScheduler:
         deployment = self._runner.current_deployment
         free = self._config.max_concurrent_jobs - len(self._running)
         now = self._clock_ms()
+        full_pass = False
         async with self._storage.snapshot() as snapshot:
             db = DatabaseReader(
                 Transaction(snapshot, deployment.model, read_only=True),
@@ -188,13 +193,20 @@ class JobScheduler:
                 system=True,
             )
             due: list[Document] = []
-            limit = free + len(self._running) + len(self._retry_after)
+            # Resume after the last job started, so the jobs still running at the
+            # front of the range are not read again on every wake-up; start over
+            # from the front once the end is reached (retries, late arrivals).
+            limit = free if self._cursor is not None else free + len(self._running)
+            limit = min(limit + len(self._retry_after), MAX_SCAN)
             if free > 0:
-                due = await (
+                page = await (
                     db.query(SCHEDULED_FUNCTIONS)
                     .with_index(BY_STATE, lambda q: _pending(q).lte("scheduledTime", now))
-                    .take(limit)
+                    .paginate({"numItems": limit, "cursor": self._cursor})
                 )
+                due = page["page"]
+                full_pass = self._cursor is None and page["isDone"]
+                self._cursor = None if page["isDone"] else page["continueCursor"]
             upcoming = await (
                 db.query(SCHEDULED_FUNCTIONS)
                 .with_index(BY_STATE, lambda q: _pending(q).gt("scheduledTime", now))
@@ -208,7 +220,7 @@ class JobScheduler:
             ).first()
             seen_ts = snapshot.ts
         self.stats.due_backlog = len(due)
-        if free > 0 and len(due) < limit:
+        if free > 0 and full_pass:
             # Every due job was seen: forget retry times of jobs no longer pending.
             due_ids = {str(job["_id"]) for job in due}
             self._retry_after = {k: t for k, t in self._retry_after.items() if k in due_ids}
@@ -224,7 +236,7 @@ class JobScheduler:
                 continue
             if len(self._running) >= self._config.max_concurrent_jobs:
                 break
-            self._start_job(job, now)
+            self._start_job(job, now, seen_ts)
         for cron in crons:
             cron_id = str(cron["_id"])
             if cron_id not in self._firing:
@@ -238,16 +250,18 @@ class JobScheduler:
         known = [c for c in candidates if c is not None]
         return min(known) if known else None
 
-    def _start_job(self, job: Document, now: float) -> None:
+    def _start_job(self, job: Document, now: float, seen_ts: int) -> None:
         job_id = str(job["_id"])
         self.lateness_ms.append(max(0.0, now - float(job.get("scheduledTime", now))))
-        task = asyncio.create_task(self._run(job), name=f"job {job.get('name')}")
+        task = asyncio.create_task(self._run(job, seen_ts), name=f"job {job.get('name')}")
         self._running[job_id] = task
 
-    async def _run(self, job: Document) -> None:
+    async def _run(self, job: Document, seen_ts: int) -> None:
         job_id = str(job["_id"])
         try:
-            outcome, ts = await execute_job(self._runner, job, clock_ms=self._clock_ms)
+            outcome, ts = await execute_job(
+                self._runner, job, seen_at=seen_ts, clock_ms=self._clock_ms
+            )
         except Exception:
             log.exception(
                 "scheduled %s (%s) failed unexpectedly; will retry", job.get("name"), job_id
