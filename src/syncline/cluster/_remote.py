@@ -102,6 +102,7 @@ class RemoteCommitter:
         self._queue: list[_Queued] = []
         self._finding_leader = asyncio.Lock()
         self._calls: set[asyncio.Task[None]] = set()
+        self._flush_scheduled = False
         self._closed = False
         self.failovers = 0
         self.calls = 0
@@ -159,8 +160,16 @@ class RemoteCommitter:
             message, time.monotonic() + self._failover_timeout, size=message.ByteSize()
         )
         self._queue.append(queued)
-        self._send_queued()
+        if not self._flush_scheduled:
+            # Sent at the end of this turn of the event loop: commits submitted in
+            # the same turn (a burst of callers) share one call.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
         return await queued.future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._send_queued()
 
     # -- batching ------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _RECENT = 10_000
 """Lateness samples kept for the stats."""
 _SWEEP_BATCH = 500
+_START_CHUNK = 32
+"""Jobs started per turn of the event loop."""
 MAX_SCAN = 1024
 """Most due jobs read in one scan (the page limit of a query)."""
 
@@ -226,6 +228,7 @@ class JobScheduler:
             self._retry_after = {k: t for k, t in self._retry_after.items() if k in due_ids}
         self._finished_at = {k: ts for k, ts in self._finished_at.items() if ts > seen_ts}
         retry_due: float | None = None
+        started = 0
         for job in due:
             job_id = str(job["_id"])
             if job_id in self._running or job_id in self._finished_at:
@@ -237,6 +240,11 @@ class JobScheduler:
             if len(self._running) >= self._config.max_concurrent_jobs:
                 break
             self._start_job(job, now, seen_ts)
+            started += 1
+            if started % _START_CHUNK == 0:
+                # Let this chunk run up to its commit (sent as one call) while the
+                # next is prepared: the txn service works while this loop does.
+                await asyncio.sleep(0)
         for cron in crons:
             cron_id = str(cron["_id"])
             if cron_id not in self._firing:
