@@ -572,3 +572,38 @@ def test_a_bad_crons_file_fails_the_load_naming_the_cron(
     files = {"schema.py": SCHEMA, "jobs.py": JOBS, "crons.py": source}
     with pytest.raises(AppLoadError, match=message):
         load_app(write_app(tmp_path / "app", files))
+
+
+async def test_clock_jumps_neither_skip_nor_repeat_jobs_and_crons(setup: Setup) -> None:
+    scheduler = await setup.start_scheduler()
+    await setup.engine.deploy(
+        write_app(
+            setup.app_dir,
+            {
+                "crons.py": crons_source(
+                    'crons.interval("tick", internal.jobs.bump, {"name": "tick"}, minutes=10)'
+                )
+            },
+        )
+    )
+    await eventually_async(lambda: _names_are(setup, {"tick"}))
+    later = (await setup.engine.mutation("jobs:schedule", {"delay": 3600.0, "name": "later"})).value
+    # Forward two hours: the job runs at once, the cron once (not twelve times).
+    setup.clock.advance(7200)
+    await setup.wait_state(later, "success")
+    await eventually(lambda: scheduler.stats.crons_fired == 1, timeout_seconds=10, what="cron")
+    await asyncio.sleep(0.3)
+    assert await setup.count("tick") == 1 and scheduler.stats.crons_fired == 1
+    # Back three hours: the cron would wait three hours more; it is moved back to
+    # one interval from the new now, and nothing runs twice.
+    setup.clock.advance(-3 * 3600)
+    await eventually_async(lambda: _next_run_within(setup, 600), timeout_seconds=10)
+    await asyncio.sleep(0.3)
+    assert await setup.count("later") == 1 and await setup.count("tick") == 1
+    setup.clock.advance(601)
+    await eventually(lambda: scheduler.stats.crons_fired == 2, timeout_seconds=10, what="cron")
+
+
+async def _next_run_within(setup: Setup, seconds: float) -> bool:
+    cron = (await cron_names(setup))["tick"]
+    return bool(cron["nextRunTime"] <= setup.clock() + seconds * 1000)

@@ -116,3 +116,25 @@ async def fire_cron(runner: FunctionRunner, cron_id: str, *, clock_ms: Clock) ->
 
     result = await runner.transact(body, what="crons")
     return result.ts if fired else None
+
+
+async def replan_crons(runner: FunctionRunner, *, clock_ms: Clock) -> int:
+    """After the clock went back: no cron waits longer than its schedule says from
+    now (an interval cron would otherwise wait the jump on top). How many moved."""
+    moved = 0
+
+    async def body(tx: Transaction, deployment: Deployment) -> None:
+        nonlocal moved
+        moved = 0
+        now = clock_ms()
+        db = DatabaseReader(tx, PaginationJournal(), system=True)
+        for cron in await db.query(CRON_JOBS).with_index(BY_NAME).collect():
+            first = schedule_of(cron).first_run_ms(now)
+            if float(cron["nextRunTime"]) > first:
+                await tx.patch(cron["_id"], {"nextRunTime": first})
+                moved += 1
+
+    await runner.transact(body, what="crons")
+    if moved:
+        log.warning("the clock went back: %d crons rescheduled from the new time", moved)
+    return moved

@@ -30,7 +30,7 @@ from syncline.jobs import (
     JobState,
 )
 from syncline.runtime import Deployment, FunctionRunner
-from syncline.scheduler._crons import fire_cron, reconcile_crons
+from syncline.scheduler._crons import fire_cron, reconcile_crons, replan_crons
 from syncline.scheduler._execute import Outcome, execute_job, fail_interrupted_actions
 from syncline.storage import Document, Storage
 
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _RECENT = 10_000
 """Lateness samples kept for the stats."""
 _SWEEP_BATCH = 500
+_CLOCK_JUMP_MS = 1000.0
+"""A wall clock that moved back more than this between scans jumped."""
 _START_CHUNK = 32
 """Jobs started per turn of the event loop."""
 MAX_SCAN = 1024
@@ -101,6 +103,8 @@ class JobScheduler:
         self._retry_after: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
         self._firing: set[str] = set()
+        self._last_now = clock_ms()
+        self._replan_crons = False
         self._cursor: str | None = None
         """Where the next scan of due jobs resumes (None: from the front)."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,6 +156,11 @@ class JobScheduler:
         self._crons_stale = True
         self._wake.set()
 
+    def _clock_went_back(self, now: float) -> bool:
+        went_back = now < self._last_now - _CLOCK_JUMP_MS
+        self._last_now = now
+        return went_back
+
     @property
     def running(self) -> int:
         return len(self._running)
@@ -175,6 +184,10 @@ class JobScheduler:
                 if self._crons_stale:
                     self._crons_stale = False
                     await reconcile_crons(self._runner, clock_ms=self._clock_ms)
+                if self._clock_went_back(self._clock_ms()) or self._replan_crons:
+                    self._replan_crons = True
+                    await replan_crons(self._runner, clock_ms=self._clock_ms)
+                    self._replan_crons = False
                 next_due = await self._scan()
             except Exception as exc:
                 # Storage or the txn service is away: look again shortly.
