@@ -312,7 +312,7 @@ async def _deploy(args: argparse.Namespace) -> int:
 
 def _describe_changes(changes: dict[str, dict[str, list[str]]]) -> str:
     lines = []
-    for kind in ("files", "functions", "tables", "indexes"):
+    for kind in ("files", "functions", "tables", "indexes", "crons"):
         for change, names in changes.get(kind, {}).items():
             if names:
                 lines.append(f"  {kind} {change}: {', '.join(names)}")

@@ -72,9 +72,35 @@ def test_bad_bundles_are_refused_naming_the_problem(files: object, fragment: str
         AppBundle.from_json("{not json")
 
 
-def test_changes_name_files_functions_tables_and_indexes(tmp_path: Path) -> None:
+CRONS = """
+    from syncline import cron_jobs
+
+    crons = cron_jobs()
+    crons.interval("kept", "jobs:touch", seconds=60)
+    crons.interval("retimed", "jobs:touch", seconds=60)
+    crons.interval("dropped", "jobs:touch", seconds=60)
+"""
+
+
+TOUCH = """
+    from syncline import internal_mutation
+
+    @internal_mutation
+    async def touch(ctx):
+        return None
+"""
+
+
+def test_changes_name_files_functions_tables_indexes_and_crons(tmp_path: Path) -> None:
     old_dir = write(
-        tmp_path / "old", {"schema.py": SCHEMA, "notes.py": NOTES, "_shared.py": "LIMIT = 5\n"}
+        tmp_path / "old",
+        {
+            "schema.py": SCHEMA,
+            "notes.py": NOTES,
+            "_shared.py": "LIMIT = 5\n",
+            "jobs.py": TOUCH,
+            "crons.py": CRONS,
+        },
     )
     new_schema = """
         from syncline import define_schema, define_table, v
@@ -93,6 +119,13 @@ def test_changes_name_files_functions_tables_and_indexes(tmp_path: Path) -> None
             "notes.py": textwrap.dedent(NOTES).replace("from ._shared import", "LIMIT = 5  #")
             + "\n\n@query\nasync def count(ctx):\n    return 0\n",
             "tags.py": "from syncline import query\n",
+            "jobs.py": TOUCH,
+            "crons.py": CRONS.replace(
+                '"retimed", "jobs:touch", seconds=60', '"retimed", "jobs:touch", seconds=90'
+            ).replace(
+                'crons.interval("dropped", "jobs:touch", seconds=60)',
+                'crons.cron("new", "0 * * * *", "jobs:touch")',
+            ),
         },
     )
     old = (AppBundle.from_directory(old_dir), load_app(old_dir))
@@ -111,7 +144,7 @@ def test_changes_name_files_functions_tables_and_indexes(tmp_path: Path) -> None
         "files": {
             "added": ["tags.py"],
             "removed": ["_shared.py"],
-            "changed": ["notes.py", "schema.py"],
+            "changed": ["crons.py", "notes.py", "schema.py"],
         },
         "functions": {"added": ["notes:count"], "removed": []},
         "tables": {"added": ["tags"]},
@@ -120,6 +153,7 @@ def test_changes_name_files_functions_tables_and_indexes(tmp_path: Path) -> None
             "removed": ["notes.by_old"],
             "changed": ["notes.by_tag"],
         },
+        "crons": {"added": ["new"], "removed": ["dropped"], "changed": ["retimed"]},
     }
     first = app_changes(None, old, Catalog())
     assert first["functions"]["added"] == ["notes:latest"] and first["tables"]["added"] == ["notes"]

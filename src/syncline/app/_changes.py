@@ -1,4 +1,4 @@
-"""What a new version of an app changes: files, functions, tables and indexes.
+"""What a new version of an app changes: files, functions, tables, indexes and crons.
 
 ``syncline deploy --dry-run`` prints this; a real deploy returns it too.
 """
@@ -9,6 +9,7 @@ from typing import Any
 
 from syncline.app._bundle import AppBundle
 from syncline.app._loader import App
+from syncline.jobs import CronJob
 from syncline.storage import Catalog
 
 _BUILT_IN_INDEXES = ("by_id", "by_creation_time")
@@ -54,4 +55,24 @@ def app_changes(
             elif existing[index_name] != fields:
                 indexes["changed"].append(f"{name}.{index_name}")
         indexes["removed"] += [f"{name}.{i}" for i in existing if i not in wanted]
-    return {"files": files, "functions": functions, "tables": tables, "indexes": indexes}
+    old_crons = current[1].crons if current else {}
+    crons = {
+        "added": sorted(set(new_app.crons) - set(old_crons)),
+        "removed": sorted(set(old_crons) - set(new_app.crons)),
+        "changed": sorted(
+            name
+            for name in set(new_app.crons) & set(old_crons)
+            if _cron_shape(new_app.crons[name]) != _cron_shape(old_crons[name])
+        ),
+    }
+    return {
+        "files": files,
+        "functions": functions,
+        "tables": tables,
+        "indexes": indexes,
+        "crons": crons,
+    }
+
+
+def _cron_shape(job: CronJob) -> tuple[object, ...]:
+    return (job.path, job.args, job.schedule.to_json())
