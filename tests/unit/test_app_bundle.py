@@ -156,4 +156,5 @@ def test_changes_name_files_functions_tables_indexes_and_crons(tmp_path: Path) -
         "crons": {"added": ["new"], "removed": ["dropped"], "changed": ["retimed"]},
     }
     first = app_changes(None, old, Catalog())
-    assert first["functions"]["added"] == ["notes:latest"] and first["tables"]["added"] == ["notes"]
+    assert first["functions"]["added"] == ["jobs:touch", "notes:latest"]
+    assert first["tables"]["added"] == ["notes"]
