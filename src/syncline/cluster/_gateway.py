@@ -27,6 +27,7 @@ from aiohttp import web
 
 from syncline._errors import ConfigError, SynclineError, UnavailableError
 from syncline.cluster._members import SyncMembers
+from syncline.cluster._mux import NodeLink
 from syncline.cluster._relay import RelayedSession, SessionStream
 from syncline.cluster._wire import call_from_proto, call_to_proto
 from syncline.cluster._zk import ZkSession
@@ -94,6 +95,8 @@ class Gateway:
         self._zk = ZkSession(config.zk_hosts)
         self.members = SyncMembers(self._zk, config.zk_path, config.region)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._links: dict[str, NodeLink] = {}
+        """The shared Sessions stream to each sync node."""
         self._http: HttpApi | None = None
         self._site_runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -151,6 +154,9 @@ class Gateway:
             await self._grpc.stop(grace=1.0)
         if self._site_runner is not None:
             await self._site_runner.cleanup()
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -178,8 +184,11 @@ class Gateway:
         return pb_grpc.SyncStub(self._channel(address))
 
     def open_stream(self, address: str) -> SessionStream:
-        stream: SessionStream = self.stub(address).Session()
-        return stream
+        """A new session on the node's shared stream (opened again if it was lost)."""
+        link = self._links.get(address)
+        if link is None or link.lost is not None:
+            link = self._links[address] = NodeLink(address, self.stub(address))
+        return link.open()
 
     async def relay(self, frames: AsyncIterator[str | bytes], send: Send, close: Close) -> None:
         session = RelayedSession(

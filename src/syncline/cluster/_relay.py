@@ -26,18 +26,15 @@ version. The client sees a delay, never a broken version chain.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-import grpc
-
 from syncline._errors import SynclineError
 from syncline.cluster._members import SyncMembers
+from syncline.cluster._mux import NodeLost
 from syncline.server._backend import Close, Send
-from syncline.v1 import syncline_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +42,19 @@ ACTION_LOST = "Connection lost while action was in flight"
 
 
 class SessionStream(Protocol):
-    """A ``Sync.Session`` call (grpc.aio's StreamStreamCall)."""
+    """One session on a sync node (``MuxSessionStream``)."""
 
-    async def write(self, request: pb.ClientFrame) -> None: ...
+    async def write(self, text: str) -> None: ...
 
-    async def read(self) -> Any: ...
+    async def read(self) -> str | None:
+        """The node's next frame; None when the node ended the session. Raises
+        NodeLost when the node is gone."""
+        ...
 
-    async def done_writing(self) -> None: ...
-
-    def cancel(self) -> bool: ...
-
-    async def code(self) -> grpc.StatusCode: ...
+    def close(self) -> None: ...
 
 
 OpenStream = Callable[[str], SessionStream]
-
-
-class _NodeLost(Exception):
-    """The stream to the sync node failed; the session moves to another node."""
 
 
 class RelayedSession:
@@ -118,7 +110,7 @@ class RelayedSession:
                 task.cancel()
             await asyncio.gather(from_client, from_node, return_exceptions=True)
             if self._stream is not None:
-                self._stream.cancel()
+                self._stream.close()
 
     # -- client -> node ------------------------------------------------------------------
 
@@ -139,8 +131,7 @@ class RelayedSession:
         # The client went away: end the node's session too.
         async with self._lock:
             if self._stream is not None:
-                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                    await self._stream.done_writing()
+                self._stream.close()
 
     async def _first_stream(self, first: dict[str, Any] | None) -> None:
         session_id = first.get("sessionId") if first is not None else None
@@ -176,14 +167,10 @@ class RelayedSession:
         return json.dumps(message, separators=(",", ":"))
 
     async def _write(self, text: str) -> None:
-        stream = self._stream
-        assert stream is not None
-        try:
-            await stream.write(pb.ClientFrame(json=text))
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            # The node is gone: the reader side moves the session; what this frame
-            # did is in the tracked state and will be replayed.
-            log.debug("writing to sync node %s failed: %r", self._address, exc)
+        # If the node is gone the frame is dropped: the reader side moves the
+        # session, and what this frame did is in the tracked state and replayed.
+        assert self._stream is not None
+        await self._stream.write(text)
 
     # -- node -> client ------------------------------------------------------------------
 
@@ -195,7 +182,7 @@ class RelayedSession:
             try:
                 await self._relay_stream(stream)
                 return  # the node ended the session (FatalError, AuthError): so do we
-            except _NodeLost as lost:
+            except NodeLost as lost:
                 log.info("session moving off sync node %s: %s", self._address, lost)
             try:
                 await self._move()
@@ -205,24 +192,13 @@ class RelayedSession:
 
     async def _relay_stream(self, stream: SessionStream) -> None:
         while True:
-            try:
-                message = await stream.read()
-            except grpc.aio.AioRpcError as exc:
-                raise _NodeLost(exc.code().name) from exc
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                raise _NodeLost("stream cancelled") from None
-            if message is grpc.aio.EOF:
-                code = await stream.code()
-                if code == grpc.StatusCode.OK:
-                    await self._close("the session ended")
-                    return
-                raise _NodeLost(code.name)
-            text = self._track_incoming(message.json)
-            if text is not None:
-                await self._send(text)
+            text = await stream.read()
+            if text is None:
+                await self._close("the session ended")
+                return
+            forwarded = self._track_incoming(text)
+            if forwarded is not None:
+                await self._send(forwarded)
 
     def _track_incoming(self, text: str) -> str | None:
         """Translate a node's frame to the client's versions; None: hold it back."""
@@ -273,7 +249,7 @@ class RelayedSession:
             failed = self._address
             old = self._stream
             if old is not None:
-                old.cancel()
+                old.close()
             key = str((self._connect or {}).get("sessionId", ""))
             avoid = {failed} if failed is not None else set()
             member = await self._members.wait_pick(key, avoid=avoid, within=self._failover_timeout)

@@ -49,12 +49,14 @@ from syncline.app import load_app
 from syncline.auth import AdminKeys, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
+from syncline.cluster._mux import serve_sessions
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
 from syncline.runtime import Deployment, FunctionRunner, install_print_capture
 from syncline.server import LocalBackend, error_result
+from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
@@ -146,6 +148,9 @@ class SyncNode:
         self._zk: ZkSession | None = None
         self._membership_wake = asyncio.Event()
         self._streams: dict[SyncSession, asyncio.Future[_StreamEnd]] = {}
+        self._mux_streams: set[asyncio.Future[None]] = set()
+        """One future per Sessions stream, set when the node stops."""
+        self._mux_sessions = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -160,7 +165,7 @@ class SyncNode:
 
     @property
     def session_count(self) -> int:
-        return len(self._streams)
+        return len(self._streams) + self._mux_sessions
 
     @property
     def ready(self) -> bool:
@@ -265,6 +270,9 @@ class SyncNode:
         for ended in self._streams.values():
             if not ended.done():
                 ended.set_result(_StreamEnd.NODE_STOPPING)
+        for stopping in self._mux_streams:
+            if not stopping.done():
+                stopping.set_result(None)
         if self._server is not None:
             await self._server.stop(grace=self.config.shutdown_grace_seconds)
         if self._http is not None:
@@ -375,6 +383,42 @@ class SyncNode:
             if not run.cancelled() and run.exception() is not None:
                 log.error("sync session failed", exc_info=run.exception())
         if ended.done() and ended.result() is _StreamEnd.NODE_STOPPING:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the sync node is shutting down; reconnect"
+            )
+
+    async def serve_sessions(
+        self, requests: AsyncIterator[pb.SessionFrames], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Serve one ``Sync.Sessions`` stream (a gateway's sessions) until either side
+        ends it; when the node stops, the stream fails so the gateway moves them."""
+        manager, runner, authenticator = self.manager, self.runner, self._authenticator
+        if self.state is not NodeState.RUNNING or manager is None or runner is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this sync node is not serving")
+            return
+        assert authenticator is not None
+
+        def make_session(send: Send, close: Close) -> SyncSession:
+            return SyncSession(
+                manager=manager, runner=runner, authenticator=authenticator, send=send, close=close
+            )
+
+        def count(delta: int) -> None:
+            self._mux_sessions += delta
+
+        stopping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._mux_streams.add(stopping)
+        serve = asyncio.create_task(
+            serve_sessions(requests, context.write, make_session, count), name="sync-sessions"
+        )
+        try:
+            await asyncio.wait((serve, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._mux_streams.discard(stopping)
+            if not serve.done():
+                serve.cancel()
+            await asyncio.wait((serve,))
+        if stopping.done():
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, "the sync node is shutting down; reconnect"
             )
@@ -515,6 +559,11 @@ class _SyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]
         self, request_iterator: AsyncIterator[pb.ClientFrame], context: grpc.aio.ServicerContext
     ) -> None:
         await self._node.serve_session(request_iterator, context)
+
+    async def Sessions(
+        self, request_iterator: AsyncIterator[pb.SessionFrames], context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._node.serve_sessions(request_iterator, context)
 
     async def Call(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext

@@ -169,6 +169,24 @@ class CallRequest(_message.Message):
     authorization: str
     def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., args_json: _Optional[str] = ..., authorization: _Optional[str] = ...) -> None: ...
 
+class SessionFrame(_message.Message):
+    __slots__ = ("session", "json", "delivered", "end")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    session: int
+    json: str
+    delivered: int
+    end: str
+    def __init__(self, session: _Optional[int] = ..., json: _Optional[str] = ..., delivered: _Optional[int] = ..., end: _Optional[str] = ...) -> None: ...
+
+class SessionFrames(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[SessionFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[SessionFrame, _Mapping]]] = ...) -> None: ...
+
 class CallResponse(_message.Message):
     __slots__ = ("http_status", "body_json")
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]

@@ -199,6 +199,11 @@ class SyncStub:
                 request_serializer=syncline_dot_v1_dot_syncline__pb2.ClientFrame.SerializeToString,
                 response_deserializer=syncline_dot_v1_dot_syncline__pb2.ServerFrame.FromString,
                 _registered_method=True)
+        self.Sessions = channel.stream_stream(
+                '/syncline.v1.Sync/Sessions',
+                request_serializer=syncline_dot_v1_dot_syncline__pb2.SessionFrames.SerializeToString,
+                response_deserializer=syncline_dot_v1_dot_syncline__pb2.SessionFrames.FromString,
+                _registered_method=True)
         self.Call = channel.unary_unary(
                 '/syncline.v1.Sync/Call',
                 request_serializer=syncline_dot_v1_dot_syncline__pb2.CallRequest.SerializeToString,
@@ -215,7 +220,15 @@ class SyncServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Session(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """One client session per stream (native clients, tools, tests).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Sessions(self, request_iterator, context):
+        """Many client sessions per stream: what gateways use.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -241,6 +254,11 @@ def add_SyncServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=syncline_dot_v1_dot_syncline__pb2.ClientFrame.FromString,
                     response_serializer=syncline_dot_v1_dot_syncline__pb2.ServerFrame.SerializeToString,
+            ),
+            'Sessions': grpc.stream_stream_rpc_method_handler(
+                    servicer.Sessions,
+                    request_deserializer=syncline_dot_v1_dot_syncline__pb2.SessionFrames.FromString,
+                    response_serializer=syncline_dot_v1_dot_syncline__pb2.SessionFrames.SerializeToString,
             ),
             'Call': grpc.unary_unary_rpc_method_handler(
                     servicer.Call,
@@ -280,6 +298,33 @@ class Sync:
             '/syncline.v1.Sync/Session',
             syncline_dot_v1_dot_syncline__pb2.ClientFrame.SerializeToString,
             syncline_dot_v1_dot_syncline__pb2.ServerFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sessions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/syncline.v1.Sync/Sessions',
+            syncline_dot_v1_dot_syncline__pb2.SessionFrames.SerializeToString,
+            syncline_dot_v1_dot_syncline__pb2.SessionFrames.FromString,
             options,
             channel_credentials,
             insecure,
