@@ -22,6 +22,8 @@ from tests.cluster.conftest import (
     SyncNodeFactory,
     TxnCluster,
 )
+from tests.fixtures.jwt_issuer import JwtIssuer
+from tests.fixtures.servers import TEST_AUDIENCE, TEST_ISSUER
 
 pytestmark = pytest.mark.cluster
 
@@ -174,3 +176,40 @@ async def test_a_refused_deploy_names_the_problem_and_changes_nothing(
         http.post(f"{gateway.url}/api/deploy", data="{}") as response,
     ):
         assert response.status == 400 and "bundle" in (await response.json())["message"]
+
+
+async def test_a_deployed_auth_config_checks_tokens_without_a_restart(
+    make_sync_node: SyncNodeFactory, make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    await make_sync_node(admin_secret=SECRET)
+    gateway = await make_gateway()
+    issuer = JwtIssuer("RS256")
+    token = issuer.token("ada", issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
+
+    async def whoami() -> tuple[int, dict[str, object]]:
+        body = {"path": "whoami:me", "args": {}}
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{gateway.url}/api/query", json=body, headers=headers) as response,
+        ):
+            return response.status, await response.json()
+
+    v2 = version_two(tmp_path / "v2")
+    (v2 / "whoami.py").write_text(
+        "from syncline import query\n\n\n@query\nasync def me(ctx):\n"
+        "    identity = await ctx.auth.get_user_identity()\n"
+        "    return identity and identity['subject']\n"
+    )
+    status, _ = await whoami()
+    assert status == 401  # no provider knows this issuer yet
+    (v2 / "auth_config.py").write_text(
+        "providers = [{"
+        f"'type': 'customJwt', 'issuer': {TEST_ISSUER!r}, 'jwks': {issuer.jwks_data_uri()!r}, "
+        f"'algorithm': 'RS256', 'applicationID': {TEST_AUDIENCE!r}"
+        "}]\n"
+    )
+    code, _, err = await deploy(v2, gateway)
+    assert code == 0, err
+    status, body = await whoami()
+    assert (status, body.get("value")) == (200, "ada")

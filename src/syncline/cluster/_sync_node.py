@@ -46,7 +46,7 @@ from syncline._errors import (
     UnavailableError,
 )
 from syncline.app import load_app
-from syncline.auth import AdminKeys, TokenVerifier
+from syncline.auth import AdminKeys, AuthProvider, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._mux import serve_sessions
@@ -142,6 +142,8 @@ class SyncNode:
         self._committer: RemoteCommitter | None = None
         self._verifier: TokenVerifier | None = None
         self._authenticator: Authenticator | None = None
+        self._auth_providers: list[AuthProvider] = []
+        self._closing: set[asyncio.Future[None]] = set()
         self._calls: LocalBackend | None = None
         self._server: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
@@ -203,17 +205,18 @@ class SyncNode:
                 "admin keys issued by other nodes will not work on this node"
             )
         self.admin_keys = AdminKeys(secret)
-        self._verifier = TokenVerifier(app.auth_providers)
-        self._authenticator = Authenticator(self._verifier, self.admin_keys)
 
         await self.storage.open()
         self._committer = RemoteCommitter(config.zk_hosts, zk_path=config.txn_zk_path)
         await self._committer.start()
         deployments = self.deployments = ClusterDeployments(self.storage, app)
         await deployments.refresh()
+        # The deployed version's auth config (not --app's), replaced on every deploy.
+        self._auth_providers = deployments.current.app.auth_providers
+        self._verifier = TokenVerifier(self._auth_providers)
+        authenticator = self._authenticator = Authenticator(self._verifier, self.admin_keys)
         runner = self.runner = FunctionRunner(self.storage, self._committer, deployments)
         manager = self.manager = SubscriptionManager(self.storage, runner)
-        authenticator = self._authenticator
         self._calls = LocalBackend(
             runner=runner, manager=manager, authenticator=lambda: authenticator
         )
@@ -291,6 +294,7 @@ class SyncNode:
             self.deployments.close()
         if self._verifier is not None:
             await self._verifier.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         self.state = NodeState.CLOSED
 
     async def __aenter__(self) -> SyncNode:
@@ -338,6 +342,15 @@ class SyncNode:
         # Results computed through the old catalog may name indexes that changed.
         if self.manager is not None:
             self.manager.rerun_all()
+        providers = deployment.app.auth_providers
+        if self._authenticator is not None and providers != self._auth_providers:
+            log.info("the deployed auth config changed: checking tokens with the new one")
+            self._auth_providers = providers
+            self._verifier = TokenVerifier(providers)
+            previous = self._authenticator.use(self._verifier)
+            closing = asyncio.ensure_future(previous.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     # -- sessions ------------------------------------------------------------------------
 

@@ -137,12 +137,14 @@ class EmbeddedServer:
     async def deploy(self, app: App) -> Deployment:
         """Make a new version of the app live (schema checked, indexes backfilled)."""
         deployment = await self.deployments.apply(app)
-        old = self._verifier
+        # One authenticator for the server's life: live sessions check their next
+        # token with the new version's auth config too.
         self._verifier = TokenVerifier(app.auth_providers)
-        assert self.admin_keys is not None
-        self._authenticator = Authenticator(self._verifier, self.admin_keys)
-        if old is not None:
-            await old.close()
+        if self._authenticator is None:
+            assert self.admin_keys is not None
+            self._authenticator = Authenticator(self._verifier, self.admin_keys)
+        else:
+            await self._authenticator.use(self._verifier).close()
         return deployment
 
     async def _prune_forever(self) -> None:

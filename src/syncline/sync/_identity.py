@@ -14,6 +14,12 @@ class Authenticator:
         self._verifier = verifier
         self._admin_keys = admin_keys
 
+    def use(self, verifier: TokenVerifier) -> TokenVerifier:
+        """Check tokens with ``verifier`` from now on (a deploy changed the auth
+        config); returns the previous one, for the caller to close."""
+        previous, self._verifier = self._verifier, verifier
+        return previous
+
     async def identify(self, token_type: str, value: str | None) -> Identity:
         """``token_type`` is the sync protocol's: "User", "Admin" or "None"."""
         if token_type == "None" or value is None:
