@@ -185,9 +185,7 @@ async def client_mutate_and_wait(client: SyncClient, name: str) -> None:
 def _sessions_by_client(
     gateway: Gateway, clients: list[SyncClient]
 ) -> list[tuple[SyncClient, str]]:
-    by_session_id = {
-        (session._connect or {}).get("sessionId"): session.address for session in gateway.sessions
-    }
+    by_session_id = {session.session_id: session.address for session in gateway.sessions}
     return [(client, str(by_session_id[client.session_id])) for client in clients]
 
 

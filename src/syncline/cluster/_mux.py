@@ -86,8 +86,10 @@ class MuxSessionStream:
     def __init__(self, link: NodeLink, number: int) -> None:
         self._link = link
         self._number = number
-        self._inbox: deque[str] = deque()
-        self._ready = asyncio.Event()
+        # A list and a future made on demand: cheaper than a deque and an Event for
+        # the many sessions that sit idle.
+        self._inbox: list[str] = []
+        self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         """The node ended the session."""
         self._lost: str | None = None
@@ -114,10 +116,13 @@ class MuxSessionStream:
                 raise NodeLost(self._lost)
             if self._ended:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         self._taken = True
-        return self._inbox.popleft()
+        return self._inbox.pop(0)
 
     def close(self) -> None:
         """The client left (or the session moved): end it on the node."""
@@ -135,11 +140,15 @@ class MuxSessionStream:
         elif body == "end":
             self._ended = True
             log.debug("sync node ended session %d: %s", self._number, frame.end)
-        self._ready.set()
+        self._wake()
 
     def _lose(self, reason: str) -> None:
         self._lost = reason
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class NodeLink:

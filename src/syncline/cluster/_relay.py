@@ -78,16 +78,20 @@ class RelayedSession:
         self._address: str | None = None
         self._lock = asyncio.Lock()
         """Held while writing to the node and while moving to another node."""
-        self._streaming = asyncio.Event()
-        self._connect: dict[str, Any] | None = None
-        self._queries: dict[int, dict[str, Any]] = {}
+        # What a replay needs is kept as compact JSON text, parsed only to replay:
+        # a gateway holds many idle sessions, and text is a fraction of a dict's size.
+        self._connect: str | None = None
+        self._session_id = ""
+        self._queries: dict[int, str] = {}
+        """The Add modification of every query in the set, by query id."""
         self._query_set_version = 0
         self._auth_frames: dict[int, dict[str, Any]] = {}
         """Authenticate frames by the (client-side) identity version they lead to."""
-        self._sent_end: dict[str, Any] = {"querySet": 0, "identity": 0, "ts": None}
-        """The endVersion of the last Transition the client was sent."""
-        self._mutations: dict[int, dict[str, Any]] = {}
-        self._actions: set[int] = set()
+        self._sent_end: tuple[int, int, Any] = (0, 0, None)
+        """The endVersion (querySet, identity, ts) of the last Transition the client got."""
+        self._mutations: dict[int, str] = {}
+        self._actions: list[int] = []
+        """Actions not yet answered (few, and most sessions have none)."""
         self._query_set_offset = 0
         self._identity_offset = 0
         self._replay_target: tuple[int, int] | None = None
@@ -95,76 +99,84 @@ class RelayedSession:
         self.moves = 0
 
     @property
+    def session_id(self) -> str:
+        """The client's session id (from its Connect; empty before)."""
+        return self._session_id
+
+    @property
     def address(self) -> str | None:
         """The sync node currently serving this session."""
         return self._address
 
     async def run(self, frames: AsyncIterator[str | bytes]) -> None:
-        """Relay until the client leaves or the session ends; never raises for a node."""
-        from_client = asyncio.ensure_future(self._from_client(frames))
-        from_node = asyncio.ensure_future(self._from_nodes())
+        """Relay until the client leaves or the session ends; never raises for a node.
+
+        Client frames are relayed in this task; the node's frames in one more,
+        started with the first stream. Whatever ends the session on the node's side
+        closes the client's connection, which ends the frames here.
+        """
+        from_node: asyncio.Future[None] | None = None
         try:
-            await asyncio.wait((from_client, from_node), return_when=asyncio.FIRST_COMPLETED)
+            async for frame in frames:
+                text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+                message = _parse(text)
+                async with self._lock:
+                    if self._stream is None:
+                        try:
+                            await self._first_stream(message)
+                        except SynclineError as exc:
+                            await self._close(exc.message)
+                            return
+                        from_node = asyncio.ensure_future(self._from_nodes())
+                    if message is not None:
+                        text = self._track_outgoing(message, text)
+                    await self._write(text)
+                # Not kept alive while this session waits for its next frame.
+                message = None
         finally:
-            for task in (from_client, from_node):
-                task.cancel()
-            await asyncio.gather(from_client, from_node, return_exceptions=True)
+            if from_node is not None:
+                from_node.cancel()
+                await asyncio.gather(from_node, return_exceptions=True)
+            # The client went away: end the node's session too.
             if self._stream is not None:
                 self._stream.close()
 
     # -- client -> node ------------------------------------------------------------------
-
-    async def _from_client(self, frames: AsyncIterator[str | bytes]) -> None:
-        async for frame in frames:
-            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-            message = _parse(text)
-            async with self._lock:
-                if self._stream is None:
-                    try:
-                        await self._first_stream(message)
-                    except SynclineError as exc:
-                        await self._close(exc.message)
-                        return
-                if message is not None:
-                    text = self._track_outgoing(message)
-                await self._write(text)
-        # The client went away: end the node's session too.
-        async with self._lock:
-            if self._stream is not None:
-                self._stream.close()
 
     async def _first_stream(self, first: dict[str, Any] | None) -> None:
         session_id = first.get("sessionId") if first is not None else None
         key = session_id if isinstance(session_id, str) else ""
         member = await self._members.wait_pick(key, avoid=(), within=self._failover_timeout)
         self._stream, self._address = self._open_stream(member.address), member.address
-        self._streaming.set()
 
-    def _track_outgoing(self, message: dict[str, Any]) -> str:
+    def _track_outgoing(self, message: dict[str, Any], text: str) -> str:
         """Remember what a replay needs; translate versions to the node's."""
         kind = message.get("type")
+        shifted = message
         if kind == "Connect":
-            self._connect = dict(message)
+            self._connect = _compact(message)
+            session_id = message.get("sessionId")
+            self._session_id = session_id if isinstance(session_id, str) else ""
         elif kind == "ModifyQuerySet":
             for mod in message.get("modifications") or []:
                 if not isinstance(mod, dict) or not isinstance(mod.get("queryId"), int):
                     continue  # malformed: the node refuses the frame
                 if mod.get("type") == "Add":
-                    self._queries[mod["queryId"]] = dict(mod)
+                    self._queries[mod["queryId"]] = _compact(mod)
                 elif mod.get("type") == "Remove":
                     self._queries.pop(mod["queryId"], None)
             if isinstance(message.get("newVersion"), int):
                 self._query_set_version = message["newVersion"]
-            message = _shift(message, ("baseVersion", "newVersion"), -self._query_set_offset)
+            shifted = _shift(message, ("baseVersion", "newVersion"), -self._query_set_offset)
         elif kind == "Authenticate":
             if isinstance(message.get("baseVersion"), int):
                 self._auth_frames[message["baseVersion"] + 1] = dict(message)
-            message = _shift(message, ("baseVersion",), -self._identity_offset)
+            shifted = _shift(message, ("baseVersion",), -self._identity_offset)
         elif kind == "Mutation" and isinstance(message.get("requestId"), int):
-            self._mutations[message["requestId"]] = message
+            self._mutations[message["requestId"]] = text
         elif kind == "Action" and isinstance(message.get("requestId"), int):
-            self._actions.add(message["requestId"])
-        return json.dumps(message, separators=(",", ":"))
+            self._actions.append(message["requestId"])
+        return text if shifted is message else _compact(shifted)
 
     async def _write(self, text: str) -> None:
         # If the node is gone the frame is dropped: the reader side moves the
@@ -175,7 +187,6 @@ class RelayedSession:
     # -- node -> client ------------------------------------------------------------------
 
     async def _from_nodes(self) -> None:
-        await self._streaming.wait()
         while True:
             stream = self._stream
             assert stream is not None
@@ -211,12 +222,10 @@ class RelayedSession:
         request_id = message.get("requestId")
         if kind == "MutationResponse" and isinstance(request_id, int):
             self._mutations.pop(request_id, None)
-        elif kind == "ActionResponse" and isinstance(request_id, int):
-            self._actions.discard(request_id)
+        elif kind == "ActionResponse" and request_id in self._actions:
+            self._actions.remove(request_id)
         elif kind == "AuthError":
-            return json.dumps(
-                _shift(message, ("baseVersion",), self._identity_offset), separators=(",", ":")
-            )
+            return _compact(_shift(message, ("baseVersion",), self._identity_offset))
         return text
 
     def _transition(self, message: dict[str, Any], text: str) -> str | None:
@@ -229,18 +238,21 @@ class RelayedSession:
             if (end["querySet"], end["identity"]) < self._replay_target:
                 return None  # the new node has not caught up with the replay yet
             self._replay_target = None
-            start = dict(self._sent_end)
+            query_set, identity, ts = self._sent_end
+            start = {"querySet": query_set, "identity": identity, "ts": ts}
         for mod in message.get("modifications") or []:
             if not isinstance(mod, dict) or mod.get("type") != "QueryUpdated":
                 continue
             query = self._queries.get(mod.get("queryId", -1))
             if query is not None and "journal" in mod:
-                query["journal"] = mod["journal"]  # a replay resumes its pages
-        self._sent_end = end
+                # A replay resumes the query's pages where the client has them.
+                self._queries[mod["queryId"]] = _compact(
+                    {**json.loads(query), "journal": mod["journal"]}
+                )
+        self._sent_end = (end["querySet"], end["identity"], end.get("ts"))
         if start == message.get("startVersion") and end == message.get("endVersion"):
             return text  # the usual case (no move yet): forward the node's frame as it is
-        message = {**message, "startVersion": start, "endVersion": end}
-        return json.dumps(message, separators=(",", ":"))
+        return _compact({**message, "startVersion": start, "endVersion": end})
 
     # -- moving to another node --------------------------------------------------------
 
@@ -250,7 +262,7 @@ class RelayedSession:
             old = self._stream
             if old is not None:
                 old.close()
-            key = str((self._connect or {}).get("sessionId", ""))
+            key = self._session_id
             avoid = {failed} if failed is not None else set()
             member = await self._members.wait_pick(key, avoid=avoid, within=self._failover_timeout)
             self.moves += 1
@@ -274,13 +286,14 @@ class RelayedSession:
 
     def _replay_frames(self) -> list[str]:
         frames: list[dict[str, Any]] = []
-        connect = dict(self._connect or {"type": "Connect", "sessionId": ""})
+        connect = json.loads(self._connect) if self._connect else {"type": "Connect"}
+        connect.setdefault("sessionId", "")
         connect["connectionCount"] = int(connect.get("connectionCount", 0)) + self.moves
         connect["lastCloseReason"] = "SyncNodeLost"
-        if self._sent_end.get("ts") is not None:
-            connect["maxObservedTimestamp"] = self._sent_end["ts"]
+        _, identity, ts = self._sent_end
+        if ts is not None:
+            connect["maxObservedTimestamp"] = ts
         frames.append(connect)
-        identity = int(self._sent_end["identity"])
         confirmed = self._auth_frames.get(identity) if identity > 0 else None
         # Without the frame that confirmed it (never expected), the new node serves
         # the session anonymously at identity version 0.
@@ -294,7 +307,7 @@ class RelayedSession:
                     "type": "ModifyQuerySet",
                     "baseVersion": 0,
                     "newVersion": 1,
-                    "modifications": list(self._queries.values()),
+                    "modifications": [json.loads(q) for q in self._queries.values()],
                 }
             )
         for target in sorted(v for v in self._auth_frames if v > identity):
@@ -302,9 +315,11 @@ class RelayedSession:
             frames.append({**frame, "baseVersion": target - 1 - self._identity_offset})
         for version in [v for v in self._auth_frames if v < identity]:
             del self._auth_frames[version]  # never replayed again
-        frames.extend(self._mutations[r] for r in sorted(self._mutations))
         self._replay_target = (self._query_set_version, identity)
-        return [json.dumps(frame, separators=(",", ":")) for frame in frames]
+        # Mutations go as they were sent: deduplicated by session and request id.
+        return [_compact(frame) for frame in frames] + [
+            self._mutations[r] for r in sorted(self._mutations)
+        ]
 
 
 def _parse(text: str) -> dict[str, Any] | None:
@@ -313,6 +328,10 @@ def _parse(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return message if isinstance(message, dict) else None
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _shift(message: dict[str, Any], fields: tuple[str, ...], by: int) -> dict[str, Any]:
