@@ -607,3 +607,28 @@ async def test_clock_jumps_neither_skip_nor_repeat_jobs_and_crons(setup: Setup) 
 async def _next_run_within(setup: Setup, seconds: float) -> bool:
     cron = (await cron_names(setup))["tick"]
     return bool(cron["nextRunTime"] <= setup.clock() + seconds * 1000)
+
+
+async def test_only_commits_that_write_jobs_wake_the_scheduler_to_scan(setup: Setup) -> None:
+    # No periodic look: a job runs only because its commit was noticed.
+    scheduler = await setup.start_scheduler(max_sleep_seconds=3600)
+    await eventually(lambda: scheduler.stats.scans >= 1, what="the first scan")
+    await asyncio.sleep(0.1)
+    scans = scheduler.stats.scans
+    for _ in range(20):
+        await setup.engine.mutation(
+            "jobs:schedule_ref", {"ref": "jobs:bump", "args": {"name": "x"}}
+        )
+    job_id = (await setup.engine.mutation("jobs:schedule", {"delay": 0.0, "name": "woken"})).value
+    await setup.wait_state(job_id, "success")
+    await eventually(lambda: scheduler.stats.executed == 21, what="every job")
+    await asyncio.sleep(0.3)
+    busy = scheduler.stats.scans
+    assert busy > scans
+    # Commits that write no job or cron cause no scan.
+    for _ in range(20):
+        await setup.engine.runner.run_mutation(
+            "jobs:bump", {"name": "plain"}, ANONYMOUS, from_function=True
+        )
+    await asyncio.sleep(0.3)
+    assert scheduler.stats.scans == busy

@@ -11,7 +11,6 @@ job changes state in a transaction that conflicts with any other doing the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -41,6 +40,8 @@ _RECENT = 10_000
 _SWEEP_BATCH = 500
 _CLOCK_JUMP_MS = 1000.0
 """A wall clock that moved back more than this between scans jumped."""
+_COMMIT_PEEK = 1000
+"""Commit-log rows read to see whether jobs or crons were written."""
 _START_CHUNK = 32
 """Jobs started per turn of the event loop."""
 MAX_SCAN = 1024
@@ -68,6 +69,8 @@ class SchedulerStats:
     skipped: int = 0
     retried: int = 0
     crons_fired: int = 0
+    scans: int = 0
+    """Reads of the due jobs (commits that write no job or cron cause none)."""
     interrupted_actions_failed: int = 0
     due_backlog: int = 0
     """Due pending jobs read by the last scan: a lower bound of the queue (one page)."""
@@ -95,6 +98,12 @@ class JobScheduler:
         self.lateness_ms: deque[float] = deque(maxlen=_RECENT)
         """Start time minus scheduled time of recently started jobs."""
         self._wake = asyncio.Event()
+        self._rescan = True
+        """Scan the due jobs at the next turn of the loop."""
+        self._commits_seen = False
+        """Commits were notified since the last look at the commit log."""
+        self._position = 0
+        """The commit-log ts up to which commits were looked at."""
         self._crons_stale = True
         self._running: dict[str, asyncio.Task[None]] = {}
         self._finished_at: dict[str, int] = {}
@@ -144,17 +153,19 @@ class JobScheduler:
         await self.close()
 
     def notify_commit(self, ts: int) -> None:
-        """A commit became visible: a job may have been scheduled or finished."""
+        """A commit became visible: if it wrote a job or a cron, look again."""
+        self._commits_seen = True
         self._wake.set()
 
     def wake(self) -> None:
         """Look at the clock and the job tables now (after the clock was changed)."""
+        self._rescan = True
         self._wake.set()
 
     def deployment_changed(self, deployment: Deployment | None = None) -> None:
         """A new version went live: its crons replace the old ones."""
         self._crons_stale = True
-        self._wake.set()
+        self.wake()
 
     def _clock_went_back(self, now: float) -> bool:
         went_back = now < self._last_now - _CLOCK_JUMP_MS
@@ -174,9 +185,13 @@ class JobScheduler:
             sleep = self._config.max_sleep_seconds
             if next_due is not None:
                 sleep = max(0.0, min(sleep, (next_due - now) / 1000.0))
-            if sleep > 0:
-                with contextlib.suppress(TimeoutError):
+            if sleep > 0 and not self._rescan:
+                try:
                     await asyncio.wait_for(self._wake.wait(), sleep)
+                except TimeoutError:
+                    self._rescan = True  # something is due, or it is time to look anyway
+            else:
+                self._rescan = True
             self._wake.clear()
             if self._closed:
                 return
@@ -188,7 +203,12 @@ class JobScheduler:
                     self._replan_crons = True
                     await replan_crons(self._runner, clock_ms=self._clock_ms)
                     self._replan_crons = False
-                next_due = await self._scan()
+                if not self._rescan and self._commits_seen:
+                    self._commits_seen = False
+                    self._rescan = await self._job_tables_written()
+                if self._rescan:
+                    self._rescan = False
+                    next_due = await self._scan()
             except Exception as exc:
                 # Storage or the txn service is away: look again shortly.
                 log.warning("scheduler scan failed, retrying: %r", exc)
@@ -196,6 +216,7 @@ class JobScheduler:
 
     async def _scan(self) -> float | None:
         """Start what is due; the time the next pending job or cron is due."""
+        self.stats.scans += 1
         await self._runner.wait_for_stable_deployment()
         deployment = self._runner.current_deployment
         free = self._config.max_concurrent_jobs - len(self._running)
@@ -234,6 +255,7 @@ class JobScheduler:
                 db.query(CRON_JOBS).with_index(BY_NEXT_RUN, lambda q: q.gt("nextRunTime", now))
             ).first()
             seen_ts = snapshot.ts
+        self._position = max(self._position, seen_ts)
         self.stats.due_backlog = len(due)
         if free > 0 and full_pass:
             # Every due job was seen: forget retry times of jobs no longer pending.
@@ -271,6 +293,24 @@ class JobScheduler:
         known = [c for c in candidates if c is not None]
         return min(known) if known else None
 
+    async def _job_tables_written(self) -> bool:
+        """Whether commits since the last look wrote a job or a cron: one cheap read
+        of the commit log instead of a scan for every commit an app makes."""
+        commits = await self._storage.commits_after(self._position, limit=_COMMIT_PEEK)
+        if not commits:
+            return False
+        self._position = commits[-1].ts
+        if len(commits) == _COMMIT_PEEK:
+            return True  # a lot happened: just look
+        model = self._runner.current_deployment.model
+        watched = {
+            index.index_id
+            for name in (SCHEDULED_FUNCTIONS, CRON_JOBS)
+            if (table := model.table(name)) is not None
+            for index in table.indexes.values()
+        }
+        return any(index_id in watched for c in commits for index_id, _ in c.keys)
+
     def _start_job(self, job: Document, now: float, seen_ts: int) -> None:
         job_id = str(job["_id"])
         self.lateness_ms.append(max(0.0, now - float(job.get("scheduledTime", now))))
@@ -306,7 +346,7 @@ class JobScheduler:
                 self.stats.failed += 1
             else:
                 self.stats.skipped += 1
-        self._wake.set()
+        self.wake()  # a slot is free
 
     async def _fire(self, cron_id: str) -> None:
         try:
@@ -316,7 +356,7 @@ class JobScheduler:
             log.warning("firing cron %s failed, will retry: %r", cron_id, exc)
         finally:
             self._firing.discard(cron_id)
-        self._wake.set()
+        self.wake()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

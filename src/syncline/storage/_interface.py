@@ -142,6 +142,11 @@ class Storage(Protocol):
 
     async def max_ts(self) -> int: ...
 
+    async def commits_after(self, ts: int, *, limit: int) -> list[CommitLogEntry]:
+        """Commit-log rows after ``ts``, oldest first, as committed now (one cheap
+        read, no snapshot): how a follower learns what a notified commit wrote."""
+        ...
+
     async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
         """Delete commit-log rows and request keys older than the given ts.
 

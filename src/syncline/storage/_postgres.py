@@ -472,6 +472,14 @@ class PostgresStorage:
         rows = await self._fetch("max_ts", "SELECT COALESCE(MAX(ts), 0) FROM commit_log")
         return int(rows[0][0])
 
+    async def commits_after(self, ts: int, *, limit: int) -> list[CommitLogEntry]:
+        rows = await self._fetch(
+            "commits_after",
+            "SELECT ts, writes FROM commit_log WHERE ts > %s ORDER BY ts LIMIT %s",
+            (ts, limit),
+        )
+        return [CommitLogEntry(t, decode_commit_keys(bytes(w))) for t, w in rows]
+
     async def load_catalog(self) -> Catalog:
         async with self._connection("load_catalog") as conn:
             tables = await conn.execute("SELECT table_number, name FROM tables")

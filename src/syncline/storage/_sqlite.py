@@ -209,6 +209,12 @@ class SqliteStorage:
     async def max_ts(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(ts), 0) FROM commit_log")[0][0])
 
+    async def commits_after(self, ts: int, *, limit: int) -> list[CommitLogEntry]:
+        rows = self._read(
+            "SELECT ts, writes FROM commit_log WHERE ts > ? ORDER BY ts LIMIT ?", (ts, limit)
+        )
+        return [CommitLogEntry(t, decode_commit_keys(w)) for t, w in rows]
+
     async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
         def body(conn: sqlite3.Connection) -> int:
             deleted = conn.execute(
