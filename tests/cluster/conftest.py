@@ -203,7 +203,8 @@ async def make_sync_node(
     """Start in-process sync nodes on the bank app (keyword arguments override SyncConfig)."""
     nodes: list[SyncNode] = []
 
-    async def make(**overrides: Any) -> SyncNode:
+    async def make(*, dsn: str | None = None, **overrides: Any) -> SyncNode:
+        """``dsn``: the database the node reads (default: the primary's)."""
         settings: dict[str, Any] = {
             "app_dir": BANK,
             "zk_hosts": zk_hosts,
@@ -211,7 +212,8 @@ async def make_sync_node(
             "membership_interval_seconds": 0.2,
             **overrides,
         }
-        node = SyncNode(SyncConfig(**settings), PostgresStorage(pg_dsn, pool_min=1, pool_max=8))
+        storage = PostgresStorage(dsn or pg_dsn, pool_min=1, pool_max=8)
+        node = SyncNode(SyncConfig(**settings), storage)
         nodes.append(node)
         await node.start()
         return node

@@ -16,6 +16,13 @@ from syncline.storage._interface import (
     TableMeta,
 )
 from syncline.storage._postgres import PostgresStorage
+from syncline.storage._replication import (
+    ReplicaStatus,
+    add_replica,
+    ensure_publication,
+    remove_replica,
+    replica_status,
+)
 from syncline.storage._sqlite import SqliteStorage
 
 __all__ = [
@@ -30,8 +37,13 @@ __all__ = [
     "IndexKeyChange",
     "IndexMeta",
     "PostgresStorage",
+    "ReplicaStatus",
     "Snapshot",
     "SqliteStorage",
     "Storage",
     "TableMeta",
+    "add_replica",
+    "ensure_publication",
+    "remove_replica",
+    "replica_status",
 ]

@@ -1,0 +1,153 @@
+"""Regions: a sync node reading a logical replica of the primary, a gateway per region.
+
+The primary is the session's PostgreSQL; the replica a second PostgreSQL server
+started by the test, subscribed through ``add_replica``. Writes from either
+region commit through the one txn leader on the primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from syncline.devservers import LocalPostgres
+from syncline.storage import add_replica, remove_replica, replica_status
+from syncline.sync import decode_ts
+from tests.cluster.conftest import (
+    GatewayFactory,
+    SyncClient,
+    SyncClientFactory,
+    SyncNodeFactory,
+    TxnCluster,
+)
+
+pytestmark = pytest.mark.cluster
+
+REGION = "eu-west"
+
+
+@dataclass
+class Replica:
+    server: LocalPostgres
+    dsn: str
+    primary_dsn: str
+
+    async def caught_up(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await replica_status(self.primary_dsn, self.dsn, REGION)
+            if status.copied and not status.behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the replica did not catch up: {status}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def replica(pg_dsn: str, txn_cluster: TxnCluster) -> AsyncIterator[Replica]:
+    """A second PostgreSQL following the primary as region eu-west's replica."""
+    # PostgreSQL runs as its own user when the tests run as root: it must enter.
+    base = Path(tempfile.mkdtemp(prefix="syncline-replica-"))
+    base.chmod(0o755)
+    server = LocalPostgres(base / "data")
+    await server.start()
+    try:
+        dsn = await server.create_database("replica")
+        await add_replica(pg_dsn, dsn, REGION)
+        yield Replica(server, dsn, pg_dsn)
+    finally:
+        # Drops the slot on the primary too, which the primary's database needs
+        # before it can be dropped.
+        with contextlib.suppress(Exception):
+            await remove_replica(pg_dsn, REGION, replica_dsn=dsn)
+        await server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def two_regions(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+) -> tuple[SyncClient, SyncClient]:
+    """A client in the primary's region and one in the replica's, both on counter r."""
+    await replica.caught_up()
+    await make_sync_node(region="us-east")
+    await make_sync_node(region=REGION, dsn=replica.dsn)
+    us = await make_gateway(region="us-east")
+    eu = await make_gateway(region=REGION)
+    clients = []
+    for gateway in (us, eu):
+        client = await sync_client(f"127.0.0.1:{gateway.grpc_port}")
+        await client.subscribe(0, "bank:counter", {"name": "r"})
+        await client.wait_value(0, 0.0)
+        clients.append(client)
+    return clients[0], clients[1]
+
+
+async def test_a_region_on_a_replica_sees_writes_from_the_primary_and_its_own(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+) -> None:
+    us, eu = await two_regions(replica, make_sync_node, make_gateway, sync_client)
+
+    request_id = await us.mutate("bank:increment", {"name": "r"})
+    assert (await us.mutation_response(request_id))["success"] is True
+    await eu.wait_value(0, 1.0)
+
+    # Read-your-writes in the replica's region: the mutation commits on the
+    # primary; the first Transition at or past its ts already shows it.
+    request_id = await eu.mutate("bank:increment", {"name": "r"})
+    response = await eu.mutation_response(request_id)
+    assert response["success"] is True
+    committed = decode_ts(response["ts"], "ts")
+    await eu.wait_until(lambda: eu.ts >= committed, what="a Transition at the mutation's ts")
+    first = next(
+        f
+        for f in eu.received
+        if f["type"] == "Transition" and decode_ts(f["endVersion"]["ts"], "ts") >= committed
+    )
+    assert [m["value"] for m in first["modifications"] if m["type"] == "QueryUpdated"] == [2.0]
+    await us.wait_value(0, 2.0)
+
+
+async def test_a_stopped_replica_catches_up_and_its_region_converges(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+    pg_dsn: str,
+) -> None:
+    us, eu = await two_regions(replica, make_sync_node, make_gateway, sync_client)
+    await replica.server.stop()
+    for _ in range(5):
+        request_id = await us.mutate("bank:increment", {"name": "r"})
+        assert (await us.mutation_response(request_id))["success"] is True
+    await us.wait_value(0, 5.0)
+    await replica.server.start()
+    await eu.wait_value(0, 5.0, timeout=60)
+    await replica.caught_up()
+    # Every replicated table holds exactly what the primary holds.
+    for table, key in (
+        ("documents", "id"),
+        ("index_entries", "index_id, key"),
+        ("commit_log", "ts"),
+    ):
+        assert await rows(replica.dsn, table, key) == await rows(pg_dsn, table, key), table
+
+
+async def rows(dsn: str, table: str, order: str) -> list[tuple[object, ...]]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute(f"SELECT * FROM {table} ORDER BY {order}")  # type: ignore[arg-type]
+        return await cur.fetchall()
