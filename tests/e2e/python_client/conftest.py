@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from syncline.client import Client
+from syncline.devservers import FaultProxy
 from syncline.server import EmbeddedConfig, EmbeddedServer
 from tests.e2e.python_client.support import (
     FAST_BACKOFF,
     ClientFactory,
     DevProcess,
-    Proxy,
     write_app,
 )
 from tests.fixtures.jwt_issuer import JwtIssuer
@@ -67,8 +67,8 @@ async def dev_process(app_dir: Path, tmp_path: Path) -> AsyncIterator[DevProcess
 
 
 @pytest.fixture
-async def proxy(server: EmbeddedServer) -> AsyncIterator[Proxy]:
-    front = Proxy(server.port)
+async def proxy(server: EmbeddedServer) -> AsyncIterator[FaultProxy]:
+    front = FaultProxy(server.port)
     await front.start()
     yield front
     await front.close()

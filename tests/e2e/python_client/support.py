@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -250,75 +249,3 @@ class DevProcess:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
-
-
-class Proxy:
-    """A TCP proxy to a server that can lose the server's bytes and cut every connection."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.lose_replies = False
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self._writers.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-            self._writers.add(up_writer)
-            try:
-                async with asyncio.TaskGroup() as pumps:
-                    pumps.create_task(self._pump(reader, up_writer, replies=False), name="up")
-                    pumps.create_task(self._pump(up_reader, writer, replies=True), name="down")
-            finally:
-                self._writers.discard(up_writer)
-                await _close_writer(up_writer)
-        finally:
-            self._writers.discard(writer)
-            await _close_writer(writer)
-            self._handlers.discard(task)
-
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool
-    ) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                if replies and self.lose_replies:
-                    continue
-                writer.write(data)
-                await writer.drain()
-        # One side closed: close the other, which ends the opposite pump too.
-        writer.close()
-
-    async def cut(self) -> None:
-        """Drop every proxied connection at once, as a network failure would."""
-        for writer in list(self._writers):
-            writer.transport.abort()
-        handlers = list(self._handlers)
-        if handlers:
-            await asyncio.wait(handlers)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        await self.cut()
-
-
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()

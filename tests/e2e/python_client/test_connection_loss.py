@@ -11,11 +11,11 @@ import asyncio
 import pytest
 
 from syncline.client import ConnectionLostError
+from syncline.devservers import FaultProxy
 from syncline.server import EmbeddedServer
 from tests.e2e.python_client.support import (
     ClientFactory,
     DevProcess,
-    Proxy,
     next_value,
     ready_value,
 )
@@ -28,13 +28,13 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_resent_mutation_applies_once_when_its_reply_is_lost(
-    server: EmbeddedServer, proxy: Proxy, connect: ClientFactory
+    server: EmbeddedServer, proxy: FaultProxy, connect: ClientFactory
 ) -> None:
-    client = await connect(proxy.url)
+    client = await connect(f"http://{proxy.address}")
     observer = await connect(server.url)
     async with client.subscribe("counter:get", {"name": "lost"}) as subscription:
         assert await next_value(subscription) == 0
-        proxy.lose_replies = True
+        proxy.drop = "downstream"
         pending = asyncio.create_task(
             client.mutation("counter:increment", {"name": "lost"}), name="lost-reply-mutation"
         )
@@ -45,8 +45,8 @@ async def test_resent_mutation_applies_once_when_its_reply_is_lost(
 
         await eventually(committed, what="the mutation to commit")
         assert not pending.done()
-        proxy.lose_replies = False
-        await proxy.cut()
+        proxy.heal()
+        proxy.reset()
         # Resent with the same request id after the reconnect: answered, not re-applied.
         assert await asyncio.wait_for(pending, 5.0) == 1
         assert ready_value(subscription) == 1
@@ -55,12 +55,12 @@ async def test_resent_mutation_applies_once_when_its_reply_is_lost(
 
 
 async def test_action_in_flight_fails_when_the_connection_drops(
-    server: EmbeddedServer, proxy: Proxy, connect: ClientFactory
+    server: EmbeddedServer, proxy: FaultProxy, connect: ClientFactory
 ) -> None:
-    client = await connect(proxy.url)
+    client = await connect(f"http://{proxy.address}")
     slow = asyncio.create_task(client.action("errors:slow", {"seconds": 5.0}), name="slow-action")
     await eventually(lambda: bool(client._requests), what="the action to be sent")
-    await proxy.cut()
+    proxy.reset()
     with pytest.raises(ConnectionLostError, match="errors:slow"):
         await asyncio.wait_for(slow, 5.0)
     # The client reconnected and works.
