@@ -15,11 +15,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from syncline.devservers import LocalPostgres
+from syncline.devservers import FaultProxy, LocalPostgres
 from syncline.storage import add_replica, remove_replica, replica_status
 from syncline.sync import decode_ts
 from tests.cluster.conftest import (
@@ -40,6 +42,8 @@ class Replica:
     server: LocalPostgres
     dsn: str
     primary_dsn: str
+    link: FaultProxy
+    """The replication link: the replica reaches the primary through it."""
 
     async def caught_up(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -59,17 +63,22 @@ async def replica(pg_dsn: str, txn_cluster: TxnCluster) -> AsyncIterator[Replica
     base = Path(tempfile.mkdtemp(prefix="syncline-replica-"))
     base.chmod(0o755)
     server = LocalPostgres(base / "data")
+    primary = conninfo_to_dict(pg_dsn)
+    link = FaultProxy(int(str(primary.get("port", 5432))))
+    await link.start()
     await server.start()
     try:
         dsn = await server.create_database("replica")
-        await add_replica(pg_dsn, dsn, REGION)
-        yield Replica(server, dsn, pg_dsn)
+        through_link = make_conninfo(pg_dsn, host="127.0.0.1", port=str(link.port))
+        await add_replica(pg_dsn, dsn, REGION, primary_conninfo=through_link)
+        yield Replica(server, dsn, pg_dsn, link)
     finally:
         # Drops the slot on the primary too, which the primary's database needs
         # before it can be dropped.
         with contextlib.suppress(Exception):
             await remove_replica(pg_dsn, REGION, replica_dsn=dsn)
         await server.stop()
+        await link.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -78,11 +87,12 @@ async def two_regions(
     make_sync_node: SyncNodeFactory,
     make_gateway: GatewayFactory,
     sync_client: SyncClientFactory,
+    **eu_settings: Any,
 ) -> tuple[SyncClient, SyncClient]:
     """A client in the primary's region and one in the replica's, both on counter r."""
     await replica.caught_up()
     await make_sync_node(region="us-east")
-    await make_sync_node(region=REGION, dsn=replica.dsn)
+    await make_sync_node(region=REGION, dsn=replica.dsn, **eu_settings)
     us = await make_gateway(region="us-east")
     eu = await make_gateway(region=REGION)
     clients = []
@@ -151,3 +161,49 @@ async def rows(dsn: str, table: str, order: str) -> list[tuple[object, ...]]:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         cur = await conn.execute(f"SELECT * FROM {table} ORDER BY {order}")  # type: ignore[arg-type]
         return await cur.fetchall()
+
+
+async def test_a_region_cut_off_from_the_primary_serves_reads_refuses_writes_and_converges(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+    txn_cluster: TxnCluster,
+) -> None:
+    # The region's links to the primary's region: replication, and one per txn node.
+    txn_links = [FaultProxy(int(node.address.rsplit(":", 1)[1])) for node in txn_cluster.nodes]
+    for proxy in txn_links:
+        await proxy.start()
+    links = [replica.link, *txn_links]
+    routes = {node.address: p.address for node, p in zip(txn_cluster.nodes, txn_links, strict=True)}
+    try:
+        us, eu = await two_regions(
+            replica,
+            make_sync_node,
+            make_gateway,
+            sync_client,
+            txn_routes=routes,
+            commit_timeout_seconds=2.0,
+        )
+        for link in links:
+            link.hold = True
+        request_id = await us.mutate("bank:increment", {"name": "r"})
+        assert (await us.mutation_response(request_id))["success"] is True
+        # Writes from the cut-off region fail with a retryable error...
+        request_id = await eu.mutate("bank:increment", {"name": "r"})
+        response = await eu.mutation_response(request_id, timeout=30)
+        assert response["success"] is False
+        assert "no txn leader answered" in str(response["result"])
+        # ...while its reads are still served, from its replica (stale).
+        await eu.subscribe(1, "bank:counter", {"name": "r"})
+        await eu.wait_value(1, 0.0)
+        for link in links:
+            link.heal()
+        await eu.wait_value(0, 1.0, timeout=60)
+        request_id = await eu.mutate("bank:increment", {"name": "r"})
+        assert (await eu.mutation_response(request_id, timeout=30))["success"] is True
+        await us.wait_value(0, 2.0)
+        await eu.wait_value(0, 2.0)
+    finally:
+        for proxy in txn_links:
+            await proxy.close()

@@ -65,6 +65,17 @@ async def test_one_way_loss_and_blackhole_keep_connections_open_until_healed(
     writer.close()
 
 
+async def test_a_hold_stalls_both_ways_and_loses_nothing(proxy: FaultProxy) -> None:
+    reader, writer = await connect(proxy)
+    proxy.hold = True
+    writer.write(b"kept")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.readexactly(4), 0.3)
+    proxy.hold = False
+    assert await asyncio.wait_for(reader.readexactly(4), 5) == b"kept"
+    writer.close()
+
+
 async def test_reset_aborts_every_connection(proxy: FaultProxy) -> None:
     connections = [await connect(proxy) for _ in range(3)]
     for reader, writer in connections:

@@ -78,13 +78,38 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
         default=float(_env("SYNC_POLL_INTERVAL") or 1.0),
         help="seconds between fallback polls of the commit log (SYNCLINE_SYNC_POLL_INTERVAL)",
     )
+    parser.add_argument(
+        "--txn-route",
+        action="append",
+        default=[r for r in (_env("TXN_ROUTES") or "").split(",") if r],
+        metavar="ANNOUNCED=REACHABLE",
+        help="reach a txn node announced at ANNOUNCED through REACHABLE (a region's link "
+        "to the primary region); repeatable (SYNCLINE_TXN_ROUTES, comma-separated)",
+    )
+    parser.add_argument(
+        "--commit-timeout",
+        type=float,
+        default=float(_env("SYNC_COMMIT_TIMEOUT") or 30.0),
+        help="seconds a mutation waits for a txn leader before failing as unavailable "
+        "(SYNCLINE_SYNC_COMMIT_TIMEOUT)",
+    )
     args = parser.parse_args(argv)
     require_service_arguments(parser, args)
+    routes: dict[str, str] = {}
+    for route in args.txn_route:
+        announced, sep, reachable = route.partition("=")
+        if not sep or not announced or not reachable:
+            parser.error(
+                f"--txn-route {route!r}: expected ANNOUNCED=REACHABLE (host:port=host:port)"
+            )
+        routes[announced] = reachable
     config = SyncConfig(
         **node_settings(args),
         region=args.region,
         poll_interval_seconds=args.poll_interval,
         admin_secret=_admin_secret(parser),
+        txn_routes=routes,
+        commit_timeout_seconds=args.commit_timeout,
     )
     return config, args.pg_dsn
 

@@ -20,6 +20,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -85,9 +86,12 @@ class RemoteCommitter:
         rpc_timeout_seconds: float = 10.0,
         max_batch: int = 256,
         max_calls_in_flight: int = 4,
+        routes: Mapping[str, str] | None = None,
     ) -> None:
         """``max_batch``: most commits in one call. ``max_calls_in_flight``: calls
-        sent before waiting for an answer; commits queue behind them and go together."""
+        sent before waiting for an answer; commits queue behind them and go together.
+        ``routes``: how to reach a leader's announced address from here (e.g. through
+        a region's link to the primary region), ``{announced: reachable}``."""
         self._zk = ZkSession(zk_hosts)
         self._leader_path = f"{zk_path.rstrip('/')}/leader"
         self._failover_timeout = failover_timeout_seconds
@@ -97,6 +101,7 @@ class RemoteCommitter:
         self._stub: pb_grpc.TxnStub | None = None
         self._retired: list[grpc.aio.Channel] = []
         self._closing: set[asyncio.Future[None]] = set()
+        self._routes = dict(routes or {})
         self._max_batch = max_batch
         self._max_calls = max_calls_in_flight
         self._queue: list[_Queued] = []
@@ -355,7 +360,9 @@ class RemoteCommitter:
             address = await self._read_leader()
             if address is not None:
                 self._leader = address
-                self._channel = grpc.aio.insecure_channel(address, options=TXN_GRPC_OPTIONS)
+                self._channel = grpc.aio.insecure_channel(
+                    self._routes.get(address, address), options=TXN_GRPC_OPTIONS
+                )
                 self._stub = pb_grpc.TxnStub(self._channel)
                 return self._stub
             if time.monotonic() > deadline:

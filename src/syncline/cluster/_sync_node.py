@@ -54,7 +54,7 @@ from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
-from syncline.runtime import Deployment, FunctionRunner, install_print_capture
+from syncline.runtime import Deployment, FunctionRunner, RunnerConfig, install_print_capture
 from syncline.server import LocalBackend, error_result
 from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
@@ -88,6 +88,12 @@ class SyncConfig(NodeConfig):
     presence checked)."""
     shutdown_grace_seconds: float = 1.0
     """How long (>= 0) ``close`` waits for session streams to end before cancelling them."""
+    txn_routes: dict[str, str] = field(default_factory=dict)
+    """How this node reaches txn addresses it finds in ZooKeeper, when not directly
+    (``{announced: reachable}``: a region's link to the primary region)."""
+    commit_timeout_seconds: float = 30.0
+    """How long (> 0) a mutation waits for a txn leader before failing as unavailable
+    (a failover, or a region cut off from the primary)."""
     admin_secret: bytes | None = field(default=None, repr=False)
     """The deployment's instance secret (>= 32 bytes), from which admin keys are
     issued and checked; every node of a deployment needs the same one. None: a
@@ -97,7 +103,11 @@ class SyncConfig(NodeConfig):
         super().__post_init__()
         if not self.region or "/" in self.region:
             raise ConfigError(f"region must be non-empty and contain no '/', got {self.region!r}")
-        for name in ("poll_interval_seconds", "membership_interval_seconds"):
+        for name in (
+            "poll_interval_seconds",
+            "membership_interval_seconds",
+            "commit_timeout_seconds",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.shutdown_grace_seconds < 0:
@@ -207,7 +217,12 @@ class SyncNode:
         self.admin_keys = AdminKeys(secret)
 
         await self.storage.open()
-        self._committer = RemoteCommitter(config.zk_hosts, zk_path=config.txn_zk_path)
+        self._committer = RemoteCommitter(
+            config.zk_hosts,
+            zk_path=config.txn_zk_path,
+            routes=config.txn_routes,
+            failover_timeout_seconds=config.commit_timeout_seconds,
+        )
         await self._committer.start()
         deployments = self.deployments = ClusterDeployments(self.storage, app)
         await deployments.refresh()
@@ -215,7 +230,12 @@ class SyncNode:
         self._auth_providers = deployments.current.app.auth_providers
         self._verifier = TokenVerifier(self._auth_providers)
         authenticator = self._authenticator = Authenticator(self._verifier, self.admin_keys)
-        runner = self.runner = FunctionRunner(self.storage, self._committer, deployments)
+        runner = self.runner = FunctionRunner(
+            self.storage,
+            self._committer,
+            deployments,
+            config=RunnerConfig(unavailable_retry_seconds=config.commit_timeout_seconds),
+        )
         manager = self.manager = SubscriptionManager(self.storage, runner)
         self._calls = LocalBackend(
             runner=runner, manager=manager, authenticator=lambda: authenticator

@@ -7,9 +7,12 @@ connection through the proxy, live:
 
 - ``delay_ms``: each chunk is delivered that long after it arrived, in order,
   both ways (a round trip costs twice the delay);
+- ``hold``: nothing moves either way until it is lifted, and nothing is lost,
+  as in a partition that TCP rides out (connections stall, peers time out on
+  their own);
 - ``drop``: ``"upstream"`` loses what clients send, ``"downstream"`` what the
-  server sends (one-way partitions), ``"both"`` is a blackhole; connections stay
-  open, as they do when packets vanish;
+  server sends (one-way loss), ``"both"`` is a blackhole; connections stay open
+  but the bytes are gone, as if a middlebox ate them;
 - ``reset()``: aborts every connection (RST), as a crashed middlebox would.
 """
 
@@ -37,6 +40,8 @@ class FaultProxy:
         self.port = port
         self.delay_ms = 0.0
         self.drop: Drop = "none"
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
@@ -65,10 +70,22 @@ class FaultProxy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def hold(self) -> bool:
+        return not self._flowing.is_set()
+
+    @hold.setter
+    def hold(self, value: bool) -> None:
+        if value:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
     def heal(self) -> None:
-        """No delay, nothing dropped."""
+        """No delay, nothing held or dropped."""
         self.delay_ms = 0.0
         self.drop = "none"
+        self.hold = False
 
     def reset(self) -> None:
         """Abort every connection now (the peers see a reset)."""
@@ -124,13 +141,18 @@ class FaultProxy:
                 wait = at - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                await self._flowing.wait()
                 due.popleft()
                 writer.write(data)
                 await writer.drain()
 
         sender = asyncio.create_task(deliver())
         try:
-            while data := await reader.read(_CHUNK):
+            while True:
+                await self._flowing.wait()
+                data = await reader.read(_CHUNK)
+                if not data:
+                    break
                 if self.drop in (direction, "both"):
                     continue
                 due.append((time.monotonic() + self.delay_ms / 1000.0, data))
