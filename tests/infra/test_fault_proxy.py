@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from syncline.devservers import FaultProxy
+from syncline._errors import ConfigError
+from syncline.devservers import FaultProxy, LocalFaultProxy, free_port
 
 
 @pytest.fixture
@@ -86,3 +88,32 @@ async def test_reset_aborts_every_connection(proxy: FaultProxy) -> None:
         with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
             await asyncio.wait_for(reader.readexactly(1), 5)
         writer.close()
+
+
+async def test_as_a_process_it_is_controlled_over_http(tmp_path: Path) -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    upstream = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    link = LocalFaultProxy(tmp_path, port=free_port(), upstream=upstream, control_port=free_port())
+    try:
+        async with link:
+            assert await link.faults() == {"delay_ms": 0.0, "hold": False, "drop": "none"}
+            assert (await link.faults(delay_ms=30, hold=True))["hold"] is True
+            reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+            writer.write(b"held")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readexactly(4), 0.3)
+            await link.control("heal")
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"held"
+            with pytest.raises(ConfigError, match="drop one of"):
+                await link.faults(drop="sideways")
+            writer.close()
+        assert link.pid is None
+    finally:
+        server.close()
+        await server.wait_closed()

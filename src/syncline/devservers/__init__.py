@@ -9,7 +9,7 @@ has a deadline, and its error carries the tail of the server's log.
 
 from syncline.devservers._docker import docker_available
 from syncline.devservers._errors import DevServerError
-from syncline.devservers._fault_proxy import FaultProxy
+from syncline.devservers._fault_proxy import FaultProxy, LocalFaultProxy
 from syncline.devservers._postgres import LocalPostgres, StopMode, find_postgres_bin_dir
 from syncline.devservers._process import LocalServer, ServerState, free_port, log_tail
 from syncline.devservers._redis import LocalRedis
@@ -18,6 +18,7 @@ from syncline.devservers._zookeeper import LocalZooKeeper, zookeeper_command
 __all__ = [
     "DevServerError",
     "FaultProxy",
+    "LocalFaultProxy",
     "LocalPostgres",
     "LocalRedis",
     "LocalServer",

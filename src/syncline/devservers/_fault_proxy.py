@@ -18,12 +18,23 @@ connection through the proxy, live:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import signal
+import subprocess
+import sys
 import time
 from collections import deque
-from typing import Literal
+from pathlib import Path
+from typing import IO, Literal
+
+import aiohttp
+from aiohttp import web
+
+from syncline._errors import ConfigError
+from syncline.devservers._process import LocalServer, clean_environment, read_pid_file, spawn
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +178,166 @@ class FaultProxy:
         # The sender closed its side: close ours, which ends the other pump too.
         with contextlib.suppress(ConnectionError, OSError):
             writer.write_eof() if writer.can_write_eof() else writer.close()
+
+
+# -- as a process, controlled over HTTP ------------------------------------------------------
+
+
+def control_app(proxy: FaultProxy) -> web.Application:
+    """``GET /faults`` the current faults; ``POST /faults`` sets any of ``delay_ms``,
+    ``hold``, ``drop``; ``POST /heal`` clears them; ``POST /reset`` aborts connections."""
+
+    def state() -> web.Response:
+        return web.json_response(
+            {"delay_ms": proxy.delay_ms, "hold": proxy.hold, "drop": proxy.drop}
+        )
+
+    async def get_faults(request: web.Request) -> web.Response:
+        return state()
+
+    async def set_faults(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            delay = float(body.get("delay_ms", proxy.delay_ms))
+            hold = body.get("hold", proxy.hold)
+            drop = body.get("drop", proxy.drop)
+        except (ValueError, TypeError, AttributeError):
+            return web.json_response({"error": "expected a JSON object"}, status=400)
+        if not 0 <= delay <= 60_000 or not isinstance(hold, bool) or drop not in _DROPS:
+            return web.json_response(
+                {"error": f"delay_ms 0-60000, hold true/false, drop one of {sorted(_DROPS)}"},
+                status=400,
+            )
+        proxy.delay_ms, proxy.hold, proxy.drop = delay, hold, drop
+        return state()
+
+    async def heal(request: web.Request) -> web.Response:
+        proxy.heal()
+        return state()
+
+    async def reset(request: web.Request) -> web.Response:
+        proxy.reset()
+        return state()
+
+    app = web.Application()
+    app.router.add_get("/faults", get_faults)
+    app.router.add_post("/faults", set_faults)
+    app.router.add_post("/heal", heal)
+    app.router.add_post("/reset", reset)
+    return app
+
+
+_DROPS = frozenset({"none", "upstream", "downstream", "both"})
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    host, _, port = args.upstream.rpartition(":")
+    proxy = FaultProxy(int(port), upstream_host=host or "127.0.0.1", port=args.port)
+    proxy.delay_ms = args.delay_ms
+    await proxy.start()
+    runner = web.AppRunner(control_app(proxy), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.control_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"fault proxy 127.0.0.1:{proxy.port} -> {args.upstream}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+    await proxy.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m syncline.devservers._fault_proxy --port P --upstream H:P --control-port C``."""
+    parser = argparse.ArgumentParser(description="A TCP proxy that injects network faults.")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on (127.0.0.1)")
+    parser.add_argument("--upstream", required=True, help="host:port to forward to")
+    parser.add_argument("--control-port", type=int, required=True, help="HTTP control port")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="initial delay each way")
+    asyncio.run(_serve(parser.parse_args(argv)))
+    return 0
+
+
+class LocalFaultProxy(LocalServer):
+    """A fault proxy process (a link between regions), with its pid file and log."""
+
+    _name = "fault proxy"
+    _marker = "syncline.devservers._fault_proxy"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int,
+        upstream: str,
+        control_port: int,
+        delay_ms: float = 0.0,
+    ) -> None:
+        super().__init__(data_dir, port=port, start_timeout_seconds=30.0, stop_timeout_seconds=10.0)
+        self.upstream = upstream
+        self.control_port = control_port
+        self._delay_ms = delay_ms
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self._port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self._data_dir / "proxy.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self._data_dir / "proxy.pid"
+
+    def _prepare(self) -> None:
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", self._marker, "--port", str(self._port)]
+        argv += ["--upstream", self.upstream, "--control-port", str(self.control_port)]
+        argv += ["--delay-ms", str(self._delay_ms)]
+        return spawn(argv, log=log, cwd=self._data_dir, env=clean_environment())
+
+    def _after_spawn(self, pid: int) -> None:
+        self._pid_file.write_text(f"{pid}\n")
+
+    def _after_stop(self) -> None:
+        self._pid_file.unlink(missing_ok=True)
+
+    def _pid_from_file(self) -> int | None:
+        return read_pid_file(self._pid_file, self._marker)
+
+    async def _ready(self) -> bool:
+        try:
+            await self.faults()
+        except (aiohttp.ClientError, OSError):
+            return False
+        return True
+
+    async def faults(self, **changes: object) -> dict[str, object]:
+        """The faults now; with ``changes`` (delay_ms, hold, drop), set them first."""
+        url = f"http://127.0.0.1:{self.control_port}/faults"
+        async with aiohttp.ClientSession() as http:
+            if changes:
+                async with http.post(url, json=changes) as response:
+                    body: dict[str, object] = await response.json()
+                    if response.status != 200:
+                        raise ConfigError(str(body.get("error")))
+                    return body
+            async with http.get(url) as response:
+                result: dict[str, object] = await response.json()
+                return result
+
+    async def control(self, action: str) -> None:
+        """``heal`` or ``reset``."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{self.control_port}/{action}") as response,
+        ):
+            response.raise_for_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
