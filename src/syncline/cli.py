@@ -60,10 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = "the cluster's data directory (default .syncline-cluster)"
     up = actions.add_parser("up", help="start PostgreSQL, ZooKeeper, Redis and Syncline")
     up.add_argument("--app", type=Path, required=True, help="the app directory to serve")
+    up.add_argument(
+        "--regions",
+        help="comma-separated regions, the primary's first (e.g. us-east,eu-west): each "
+        "other region gets a replica, a sync node and a gateway",
+    )
+    up.add_argument(
+        "--inter-region-delay-ms",
+        type=float,
+        default=0.0,
+        help="delay each way on every link between regions (default 0)",
+    )
     down = actions.add_parser("down", help="stop every process of the cluster")
     status = actions.add_parser("status", help="show every process and how to connect")
     status.add_argument("--json", action="store_true", help="print JSON")
-    for action in (up, down, status):
+    faults = actions.add_parser(
+        "faults", help="inject faults on the links between a region and the primary's"
+    )
+    faults.add_argument("--region", required=True, help="a non-primary region")
+    faults.add_argument("--delay-ms", type=float, help="delay each way, in milliseconds")
+    faults.add_argument("--hold", action="store_true", help="partition: nothing moves")
+    faults.add_argument("--drop", choices=["none", "upstream", "downstream", "both"])
+    faults.add_argument("--heal", action="store_true", help="no delay, nothing held or dropped")
+    faults.add_argument("--reset", action="store_true", help="abort every connection")
+    for action in (up, down, status, faults):
         action.add_argument("--data", type=Path, default=Path(".syncline-cluster"), help=data_help)
 
     key = commands.add_parser("admin-key", help="print an admin key for a data directory")
@@ -113,13 +133,34 @@ def _cluster(args: argparse.Namespace) -> int:
         if args.action == "up":
             if not args.app.is_dir():
                 raise SynclineError(f"app directory {args.app} does not exist")
-            cluster = LocalCluster.create(args.data, args.app)
+            regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
+            cluster = LocalCluster.create(
+                args.data,
+                args.app,
+                regions=regions,
+                inter_region_delay_ms=args.inter_region_delay_ms,
+            )
             asyncio.run(cluster.up(progress))
-            print(f"gateway: {cluster.gateway_url}")
+            if regions is None:
+                print(f"gateway: {cluster.gateway_url}")
+            for region, url in cluster.gateway_urls.items():
+                if regions is not None:
+                    print(f"gateway {region}: {url}")
             print(f"admin key: {cluster.admin_key()}")
             print(f"stop it with: syncline cluster down --data {args.data}")
         elif args.action == "down":
             asyncio.run(LocalCluster.open(args.data).down(progress))
+        elif args.action == "faults":
+            action = "heal" if args.heal else "reset" if args.reset else None
+            asyncio.run(
+                LocalCluster.open(args.data).set_faults(
+                    args.region,
+                    delay_ms=args.delay_ms,
+                    hold=True if args.hold else None,
+                    drop=args.drop,
+                    action=action,
+                )
+            )
         else:
             report = asyncio.run(LocalCluster.open(args.data).status())
             print(json.dumps(report, indent=2) if args.json else _status_text(report))
@@ -135,11 +176,20 @@ def _status_text(report: dict[str, Any]) -> str:
         pid = process["pid"] if process["pid"] is not None else "not running"
         leader = " (leader)" if process["leader"] else ""
         lines.append(
-            f"  {process['name']:<10} {process['role']:<9} {process['region']:<8} "
+            f"  {process['name']:<24} {process['role']:<9} {process['region']:<14} "
             f"{process['address']:<16} pid {pid}{leader}"
         )
     for region, url in report["gateways"].items():
         lines.append(f"gateway ({region}): {url}")
+    for region, replica in report.get("replication", {}).items():
+        if "error" in replica:
+            lines.append(f"replica ({region}): {replica['error']}")
+            continue
+        behind = replica["primary_ts"] - replica["applied_ts"]
+        state = "streaming" if replica["streaming"] else "not streaming"
+        lines.append(
+            f"replica ({region}): {state}, {max(behind, 0) / 1e6:.1f} ms of commits behind"
+        )
     lines.append(f"admin key: {report['admin_key']}")
     return "\n".join(lines)
 

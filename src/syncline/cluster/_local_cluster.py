@@ -27,8 +27,10 @@ import psycopg
 
 from syncline._errors import SynclineError
 from syncline.auth import AdminKeys, load_or_create_instance_secret
+from syncline.cluster._local_regions import LinkSpec, LocalRegion, RegionSpec
 from syncline.devservers import LocalPostgres, LocalRedis, LocalServer, LocalZooKeeper, free_port
 from syncline.devservers._process import clean_environment, read_pid_file, spawn
+from syncline.storage._replication import subscription_name
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -53,6 +55,8 @@ class ServiceSpec:
     """gRPC port (the gateway's is its native-client port)."""
     http_port: int
     """HTTP port: health for txn and sync, the client API for the gateway."""
+    region: str = ""
+    """A non-primary region it serves ("": the primary's)."""
 
 
 @dataclass
@@ -65,6 +69,10 @@ class ClusterState:
     zookeeper_port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
     services: list[ServiceSpec] = field(default_factory=list)
+    regions: list[RegionSpec] = field(default_factory=list)
+    """The other regions (``region`` is the primary's), each with its replica."""
+    inter_region_delay_ms: float = 0.0
+    """The delay every link between regions starts with."""
 
     @classmethod
     def load(cls, data_dir: Path) -> ClusterState | None:
@@ -76,6 +84,7 @@ class ClusterState:
         except ValueError as exc:
             raise ClusterError(f"{path} is not valid JSON; remove it to start afresh") from exc
         raw["services"] = [ServiceSpec(**spec) for spec in raw.get("services", [])]
+        raw["regions"] = [RegionSpec.from_json(region) for region in raw.get("regions", [])]
         return cls(**raw)
 
     def save(self, data_dir: Path) -> None:
@@ -89,10 +98,27 @@ ELECTED_ROLES = ("txn", "scheduler")
 """Roles with one leader and standbys."""
 
 
-def _default_services() -> list[ServiceSpec]:
+def _default_services(regions: list[str]) -> list[ServiceSpec]:
     roles = [("txn0", "txn"), ("txn1", "txn"), ("sync0", "sync"), ("sync1", "sync")]
     roles += [("gateway0", "gateway"), ("scheduler0", "scheduler"), ("scheduler1", "scheduler")]
-    return [ServiceSpec(name, role, free_port(), free_port()) for name, role in roles]
+    specs = [ServiceSpec(name, role, free_port(), free_port()) for name, role in roles]
+    for region in regions:
+        for role in ("sync", "gateway"):
+            specs.append(ServiceSpec(f"{role}-{region}", role, free_port(), free_port(), region))
+    return specs
+
+
+def _region_spec(name: str, state: ClusterState) -> RegionSpec:
+    links = [
+        LinkSpec("replication", f"127.0.0.1:{state.postgres_port}"),
+        LinkSpec("zookeeper", f"127.0.0.1:{state.zookeeper_port}"),
+    ]
+    links += [
+        LinkSpec(spec.name, f"127.0.0.1:{spec.port}")
+        for spec in state.services
+        if spec.role == "txn"
+    ]
+    return RegionSpec(name, links=links)
 
 
 class LocalService(LocalServer):
@@ -168,6 +194,10 @@ class LocalCluster:
         self.zookeeper = LocalZooKeeper(self.data_dir / "zookeeper", port=state.zookeeper_port)
         self.redis = LocalRedis(self.data_dir / "redis", port=state.redis_port)
         self._secret = load_or_create_instance_secret(self.data_dir)
+        self.regions = {
+            spec.name: LocalRegion(self.data_dir, spec, delay_ms=state.inter_region_delay_ms)
+            for spec in state.regions
+        }
         self.services = [self._service(spec) for spec in state.services]
 
     @classmethod
@@ -181,41 +211,93 @@ class LocalCluster:
         return cls(data_dir, state)
 
     @classmethod
-    def create(cls, data_dir: Path, app_dir: Path) -> LocalCluster:
-        """The cluster in ``data_dir`` (made, with new ports, if there is none)."""
+    def create(
+        cls,
+        data_dir: Path,
+        app_dir: Path,
+        *,
+        regions: list[str] | None = None,
+        inter_region_delay_ms: float = 0.0,
+    ) -> LocalCluster:
+        """The cluster in ``data_dir`` (made, with new ports, if there is none).
+
+        ``regions``: the first is the primary's; each other one gets a replica, a
+        sync node and a gateway, linked to the primary's region through fault
+        proxies that start with ``inter_region_delay_ms``.
+        """
+        names = regions or [REGION]
+        for name in names:
+            subscription_name(name)  # a ConfigError names a bad region
+        if len(set(names)) != len(names):
+            raise ClusterError(f"regions must differ, got {', '.join(names)}")
         # PostgreSQL runs as the postgres user when we are root: it must enter here.
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o755)
-        state = ClusterState.load(data_dir) or ClusterState(str(app_dir.absolute()))
+        state = ClusterState.load(data_dir)
+        if state is None:
+            state = ClusterState(str(app_dir.absolute()), region=names[0])
+            state.services = _default_services(names[1:])
+            state.regions = [_region_spec(name, state) for name in names[1:]]
+            state.inter_region_delay_ms = inter_region_delay_ms
+        elif regions is not None and [state.region, *(r.name for r in state.regions)] != names:
+            raise ClusterError(
+                f"{data_dir} holds a cluster with regions "
+                f"{', '.join([state.region, *(r.name for r in state.regions)])}; use another "
+                "--data, or `syncline cluster down` it and remove the directory"
+            )
         state.app_dir = str(app_dir.absolute())
-        if not state.services:
-            state.services = _default_services()
         state.save(data_dir)
         return cls(data_dir, state)
 
+    def gateway_in(self, region: str) -> LocalService:
+        """The gateway serving ``region``."""
+        wanted = "" if region == self.state.region else region
+        return next(
+            s for s in self.services if s.spec.role == "gateway" and s.spec.region == wanted
+        )
+
     @property
     def gateway(self) -> LocalService:
-        return next(s for s in self.services if s.spec.role == "gateway")
+        return self.gateway_in(self.state.region)
 
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway.spec.http_port}"
 
+    @property
+    def gateway_urls(self) -> dict[str, str]:
+        """Each region's gateway URL, the primary's first."""
+        return {
+            region: f"http://127.0.0.1:{self.gateway_in(region).spec.http_port}"
+            for region in [self.state.region, *self.regions]
+        }
+
     def admin_key(self) -> str:
         return AdminKeys(self._secret).issue("cluster")
 
     def _service(self, spec: ServiceSpec) -> LocalService:
-        flags = ["--zk-hosts", f"127.0.0.1:{self.state.zookeeper_port}"]
+        # A non-primary region reaches ZooKeeper, txn and the primary's data through
+        # its links, and reads its own replica.
+        region = self.regions.get(spec.region)
+        zk_hosts = region.zk_hosts if region else f"127.0.0.1:{self.state.zookeeper_port}"
+        dsn = region.dsn if region else self.postgres.dsn(DATABASE)
+        flags = ["--zk-hosts", zk_hosts]
         if spec.role == "gateway":
-            flags += ["--region", self.state.region]
+            flags += ["--region", spec.region or self.state.region]
             flags += ["--port", str(spec.http_port), "--grpc-port", str(spec.port)]
             return LocalService(spec, self.data_dir / spec.name, flags, {})
-        flags += ["--app", self.state.app_dir, "--pg-dsn", self.postgres.dsn(DATABASE)]
+        flags += ["--app", self.state.app_dir, "--pg-dsn", dsn]
         flags += ["--port", str(spec.port), "--http-port", str(spec.http_port)]
         env: dict[str, str] = {}
         if spec.role == "sync":
-            flags += ["--region", self.state.region]
+            flags += ["--region", spec.region or self.state.region]
             env["SYNCLINE_ADMIN_SECRET"] = self._secret.hex()
+            if region is not None:
+                txn = {
+                    s.name: f"127.0.0.1:{s.port}" for s in self.state.services if s.role == "txn"
+                }
+                for route in region.txn_routes(txn):
+                    flags += ["--txn-route", route]
         return LocalService(spec, self.data_dir / spec.name, flags, env)
 
     # -- up / down ---------------------------------------------------------------------
@@ -228,7 +310,7 @@ class LocalCluster:
             await self._start_all([self.postgres, self.zookeeper, self.redis], started, progress)
             await self._create_database()
             by_role = {
-                role: [s for s in self.services if s.spec.role == role]
+                role: [s for s in self.services if s.spec.role == role and not s.spec.region]
                 for role in ("txn", "sync", "gateway", "scheduler")
             }
             await self._start_all(by_role["txn"], started, progress)
@@ -238,6 +320,17 @@ class LocalCluster:
             if by_role["scheduler"]:
                 await self._start_all(by_role["scheduler"], started, progress)
                 await self._wait_for_leader("scheduler", progress)
+            for region in self.regions.values():
+                await self._start_all([region.replica, *region.links.values()], started, progress)
+                await region.subscribe(self.postgres.dsn(DATABASE))
+                progress(f"region {region.name}: replica follows the primary")
+                services = [s for s in self.services if s.spec.region == region.name]
+                await self._start_all(
+                    [s for s in services if s.spec.role == "sync"], started, progress
+                )
+                await self._start_all(
+                    [s for s in services if s.spec.role == "gateway"], started, progress
+                )
         except BaseException:
             progress("start failed; stopping what this command started")
             for server in reversed(started):
@@ -288,7 +381,16 @@ class LocalCluster:
     async def down(self, progress: Progress) -> None:
         """Stop every process, Syncline's first; what is not running is skipped."""
         errors = []
-        for server in [*reversed(self.services), self.redis, self.zookeeper, self.postgres]:
+        regional: list[LocalServer] = []
+        for region in self.regions.values():
+            regional += [*region.links.values(), region.replica]
+        for server in [
+            *reversed(self.services),
+            *regional,
+            self.redis,
+            self.zookeeper,
+            self.postgres,
+        ]:
             pid = server.pid
             if pid is None:
                 continue
@@ -304,31 +406,38 @@ class LocalCluster:
     # -- status ------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """Every process (role, region, pid, address, leader) and how to reach the cluster."""
+        """Every process (role, region, pid, address, leader), how to reach each
+        region, and how far each replica is behind the primary."""
         leaders = {role: await self.leader(role) for role in ELECTED_ROLES}
+        primary = self.state.region
         processes: list[dict[str, Any]] = []
-        for role, server in (
-            ("postgres", self.postgres),
-            ("zookeeper", self.zookeeper),
-            ("redis", self.redis),
-        ):
+
+        def server_entry(name: str, role: str, region: str, server: LocalServer) -> None:
             processes.append(
                 {
-                    "name": role,
+                    "name": name,
                     "role": role,
-                    "region": self.state.region,
+                    "region": region,
                     "pid": server.pid,
                     "address": f"127.0.0.1:{server.port}",
                     "leader": None,
                 }
             )
+
+        server_entry("postgres", "postgres", primary, self.postgres)
+        server_entry("zookeeper", "zookeeper", primary, self.zookeeper)
+        server_entry("redis", "redis", primary, self.redis)
+        for region in self.regions.values():
+            server_entry(f"postgres-{region.name}", "replica", region.name, region.replica)
+            for name, link in region.links.items():
+                server_entry(f"link-{region.name}-{name}", "link", region.name, link)
         for service in self.services:
             elected = service.spec.role in ELECTED_ROLES
             processes.append(
                 {
                     "name": service.spec.name,
                     "role": service.spec.role,
-                    "region": self.state.region,
+                    "region": service.spec.region or primary,
                     "pid": service.pid,
                     "address": service.address,
                     "http_port": service.spec.http_port,
@@ -336,14 +445,49 @@ class LocalCluster:
                     "log": str(service.log_file),
                 }
             )
+        replication: dict[str, Any] = {}
+        for region in self.regions.values():
+            try:
+                status = await region.status(self.postgres.dsn(DATABASE))
+            except SynclineError as exc:
+                replication[region.name] = {"error": exc.message}
+                continue
+            replication[region.name] = {
+                "applied_ts": status.applied_ts,
+                "primary_ts": status.primary_ts,
+                "streaming": status.streaming,
+                "replay_lag_ms": status.replay_lag_ms,
+            }
         return {
             "data_dir": str(self.data_dir),
             "app_dir": self.state.app_dir,
             "running": all(p["pid"] is not None for p in processes),
-            "gateways": {self.state.region: self.gateway_url},
+            "primary_region": primary,
+            "gateways": self.gateway_urls,
+            "replication": replication,
             "admin_key": self.admin_key(),
             "processes": processes,
         }
+
+    async def set_faults(
+        self,
+        region: str,
+        *,
+        delay_ms: float | None = None,
+        hold: bool | None = None,
+        drop: str | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Change the links between ``region`` and the primary's region
+        (``action``: "heal" or "reset")."""
+        local = self.regions.get(region)
+        if local is None:
+            known = ", ".join(self.regions) or "none"
+            raise ClusterError(f"no region {region!r} with links (non-primary regions: {known})")
+        if action is not None:
+            await local.control(action)
+        if delay_ms is not None or hold is not None or drop is not None:
+            await local.set_faults(delay_ms=delay_ms, hold=hold, drop=drop)
 
 
 def _label(server: LocalServer) -> str:

@@ -273,8 +273,11 @@ class LocalFaultProxy(LocalServer):
         upstream: str,
         control_port: int,
         delay_ms: float = 0.0,
+        label: str = "fault proxy",
     ) -> None:
+        """``label``: what progress and error messages call it (e.g. "link eu-west/txn0")."""
         super().__init__(data_dir, port=port, start_timeout_seconds=30.0, stop_timeout_seconds=10.0)
+        self._name = label
         self.upstream = upstream
         self.control_port = control_port
         self._delay_ms = delay_ms
