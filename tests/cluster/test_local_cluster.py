@@ -121,3 +121,72 @@ async def test_status_and_down_name_a_missing_cluster(data_dir: Path) -> None:
         assert f"no cluster in {data_dir}: start one with `syncline cluster up" in err
     code, _, err = await syncline("cluster", "up", "--app", str(data_dir / "nope"))
     assert code == 1 and "does not exist" in err
+
+
+async def latest_values(
+    node: NodeDriver, subs: dict[str, int], done: Any, *, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Each subscription's latest value (by name), read from the events until ``done``."""
+    latest: dict[str, Any] = {}
+    by_sub = {sub: name for name, sub in subs.items()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done(latest):
+        event = await node.event(max(0.01, deadline - loop.time()))
+        if event.get("sub") in by_sub and "value" in event:
+            latest[by_sub[event["sub"]]] = event["value"]
+    return latest
+
+
+async def test_three_regions_see_each_others_writes_and_read_their_own(
+    data_dir: Path, node: NodeDriver
+) -> None:
+    regions = ["us-east", "eu-west", "ap-southeast"]
+    code, out, err = await syncline(
+        "cluster",
+        "up",
+        "--app",
+        str(BANK),
+        "--data",
+        str(data_dir),
+        "--regions",
+        ",".join(regions),
+        "--inter-region-delay-ms",
+        "20",
+        timeout=240,
+    )
+    assert code == 0, err
+    urls = {
+        line.split(":", 1)[0].removeprefix("gateway ").strip(): line.split(": ", 1)[1]
+        for line in out.splitlines()
+        if line.startswith("gateway ")
+    }
+    assert sorted(urls) == sorted(regions)
+    report = await status(data_dir)
+    assert report["primary_region"] == "us-east"
+    assert sorted(report["replication"]) == ["ap-southeast", "eu-west"]
+
+    subs = {}
+    for region, url in urls.items():
+        await node.call("client", name=region, url=url)
+        subs[region] = await node.call(
+            "subscribe", client=region, path="bank:counter", args={"name": "g"}
+        )
+    await latest_values(node, subs, lambda v: len(v) == 3 and set(v.values()) == {0.0})
+
+    # A write in one region reaches the subscribers of every region.
+    await node.call("mutation", client="eu-west", path="bank:increment", args={"name": "g"})
+    await latest_values(node, subs, lambda v: v == dict.fromkeys(regions, 1.0))
+
+    # Read-your-writes in a region far from the primary: the client's own
+    # subscription already shows its write when its mutation resolves.
+    await node.call("mutation", client="ap-southeast", path="bank:increment", args={"name": "g"})
+    seen: list[Any] = []
+    while True:
+        try:
+            event = await node.event(timeout=0.01)
+        except TimeoutError:
+            break
+        if event.get("sub") == subs["ap-southeast"]:
+            seen.append(event["value"])
+    assert seen and seen[-1] == 2.0
