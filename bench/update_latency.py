@@ -304,8 +304,13 @@ async def measure_updates(
     queries: int,
     rate: float,
     seconds: float,
+    *,
+    writer_url: str | None = None,
 ) -> dict[str, Any]:
     """Sessions on ``url`` (a Syncline server or gateway), then paced mutations.
+
+    ``writer_url``: where the mutations are sent from (default ``url``; another
+    region's gateway measures cross-region updates).
 
     ``pids`` name the server processes whose CPU and memory are reported (memory
     per session: their resident memory growth while the sessions opened, divided
@@ -343,7 +348,8 @@ async def measure_updates(
             for name, pid in pids.items()
         }
 
-        driver_ws = await http.ws_connect(ws_url, max_msg_size=0)
+        writer_ws_url = (writer_url or url).replace("http://", "ws://") + "/api/sync"
+        driver_ws = await http.ws_connect(writer_ws_url, max_msg_size=0)
         await driver_ws.send_str(connect_frame())
         driver = Driver(driver_ws, recorder)
         driver_reader = asyncio.create_task(driver.read(), name="driver")
