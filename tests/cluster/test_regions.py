@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from syncline._errors import ConfigError
 from syncline.devservers import FaultProxy, LocalPostgres
 from syncline.storage import add_replica, remove_replica, replica_status
 from syncline.sync import decode_ts
@@ -207,3 +208,47 @@ async def test_a_region_cut_off_from_the_primary_serves_reads_refuses_writes_and
     finally:
         for proxy in txn_links:
             await proxy.close()
+
+
+async def slots(dsn: str) -> list[str]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def test_adding_a_region_to_a_live_cluster_copies_then_follows_and_removing_it_frees_its_slot(
+    pg_dsn: str, txn_cluster: TxnCluster, make_runner: Any, tmp_path: Path
+) -> None:
+    runner = await make_runner()
+    for name in ("a", "b", "c"):
+        await runner.mutation("bank:increment", {"name": name})
+    base = Path(tempfile.mkdtemp(prefix="syncline-late-replica-"))
+    base.chmod(0o755)
+    server = LocalPostgres(base / "data")
+    await server.start()
+    try:
+        dsn = await server.create_database("late")
+        await add_replica(pg_dsn, dsn, "ap-south")
+        await add_replica(pg_dsn, dsn, "ap-south")  # idempotent
+        deadline = time.monotonic() + 30
+        while not (status := await replica_status(pg_dsn, dsn, "ap-south")).copied or status.behind:
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.05)
+        await runner.mutation("bank:increment", {"name": "a"})
+        while (await replica_status(pg_dsn, dsn, "ap-south")).behind:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert await rows(dsn, "documents", "id") == await rows(pg_dsn, "documents", "id")
+        assert "syncline_ap_south" in await slots(pg_dsn)
+        await remove_replica(pg_dsn, "ap-south", replica_dsn=dsn)
+        assert "syncline_ap_south" not in await slots(pg_dsn)
+        with pytest.raises(ConfigError, match="must start empty"):
+            await add_replica(pg_dsn, dsn, "ap-south")
+        # A replica gone for good: its slot is dropped on the primary alone.
+        await add_replica(pg_dsn, await server.create_database("fresh"), "ap-south")
+        await server.stop()
+        await remove_replica(pg_dsn, "ap-south")
+        assert "syncline_ap_south" not in await slots(pg_dsn)
+    finally:
+        await server.stop()
+        shutil.rmtree(base, ignore_errors=True)

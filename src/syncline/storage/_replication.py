@@ -122,6 +122,14 @@ async def add_replica(
         if exists is not None:
             await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
             return
+        for table in REPLICATED_TABLES:
+            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+            row = await (await conn.execute(query)).fetchone()
+            if row is not None and row[0]:
+                raise ConfigError(
+                    f"the replica for region {region} already holds rows in {table} and has "
+                    "no subscription: a replica must start empty (use a fresh database)"
+                )
         # Migrations put rows only in tables that are not published, so the copy
         # of the primary's rows starts from empty tables.
         await conn.execute(
