@@ -28,7 +28,7 @@ from syncline.cluster import (
 )
 from syncline.devservers import free_port
 from syncline.runtime import ANONYMOUS, FunctionRunner
-from syncline.storage import PostgresStorage
+from syncline.storage import PostgresStorage, Storage
 from syncline.sync import decode_ts
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
@@ -203,8 +203,11 @@ async def make_sync_node(
     """Start in-process sync nodes on the bank app (keyword arguments override SyncConfig)."""
     nodes: list[SyncNode] = []
 
-    async def make(*, dsn: str | None = None, **overrides: Any) -> SyncNode:
-        """``dsn``: the database the node reads (default: the primary's)."""
+    async def make(
+        *, dsn: str | None = None, storage: Storage | None = None, **overrides: Any
+    ) -> SyncNode:
+        """``dsn``: the database the node reads (default: the primary's); or
+        ``storage``, built by the test."""
         settings: dict[str, Any] = {
             "app_dir": BANK,
             "zk_hosts": zk_hosts,
@@ -212,7 +215,8 @@ async def make_sync_node(
             "membership_interval_seconds": 0.2,
             **overrides,
         }
-        storage = PostgresStorage(dsn or pg_dsn, pool_min=1, pool_max=8)
+        if storage is None:
+            storage = PostgresStorage(dsn or pg_dsn, pool_min=1, pool_max=8)
         node = SyncNode(SyncConfig(**settings), storage)
         nodes.append(node)
         await node.start()

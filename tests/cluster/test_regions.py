@@ -22,8 +22,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from syncline._errors import ConfigError
+from syncline.cluster._regional_storage import RegionalStorage
 from syncline.devservers import FaultProxy, LocalPostgres
-from syncline.storage import add_replica, remove_replica, replica_status
+from syncline.storage import PostgresStorage, add_replica, remove_replica, replica_status
 from syncline.sync import decode_ts
 from tests.cluster.conftest import (
     GatewayFactory,
@@ -252,3 +253,35 @@ async def test_adding_a_region_to_a_live_cluster_copies_then_follows_and_removin
     finally:
         await server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_a_region_reads_the_primary_while_its_replica_lags_and_returns_after(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+    pg_dsn: str,
+) -> None:
+    regional = RegionalStorage(
+        PostgresStorage(replica.dsn, pool_min=1, pool_max=8),
+        PostgresStorage(pg_dsn, pool_min=1, pool_max=8),
+        max_lag_seconds=1.0,
+        check_interval_seconds=0.1,
+    )
+    us, eu = await two_regions(replica, make_sync_node, make_gateway, sync_client, storage=regional)
+    assert not regional.on_primary
+    replica.link.hold = True  # replication stalls; the region still reaches the primary
+    request_id = await us.mutate("bank:increment", {"name": "r"})
+    assert (await us.mutation_response(request_id))["success"] is True
+    # After the bound, the region reads the primary and its subscriber converges.
+    await eu.wait_value(0, 1.0, timeout=30)
+    assert regional.on_primary
+    replica.link.heal()
+    await replica.caught_up()
+    deadline = time.monotonic() + 30
+    while regional.on_primary:
+        assert time.monotonic() < deadline, "reads did not move back to the replica"
+        await asyncio.sleep(0.05)
+    request_id = await us.mutate("bank:increment", {"name": "r"})
+    assert (await us.mutation_response(request_id))["success"] is True
+    await eu.wait_value(0, 2.0)

@@ -18,6 +18,7 @@ import os
 import sys
 
 from syncline.cluster._gateway import Gateway, GatewayConfig
+from syncline.cluster._regional_storage import RegionalStorage
 from syncline.cluster._scheduler_node import SchedulerNode, SchedulerNodeConfig
 from syncline.cluster._service import (
     node_settings,
@@ -28,7 +29,7 @@ from syncline.cluster._service import (
 from syncline.cluster._sync_node import SyncConfig, SyncNode
 from syncline.cluster._txn_node import TxnConfig, TxnNode
 from syncline.scheduler import SchedulerConfig
-from syncline.storage import PostgresStorage
+from syncline.storage import PostgresStorage, Storage
 from syncline.txn import CommitterConfig
 
 ROLES = ("txn", "sync", "gateway", "scheduler")
@@ -64,7 +65,7 @@ def _admin_secret(parser: argparse.ArgumentParser) -> bytes | None:
     return secret
 
 
-def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
+def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | None, float]:
     parser = argparse.ArgumentParser(
         prog="syncline-sync", description="The sync service: sessions, subscriptions and functions."
     )
@@ -85,6 +86,19 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
         metavar="ANNOUNCED=REACHABLE",
         help="reach a txn node announced at ANNOUNCED through REACHABLE (a region's link "
         "to the primary region); repeatable (SYNCLINE_TXN_ROUTES, comma-separated)",
+    )
+    parser.add_argument(
+        "--primary-pg-dsn",
+        default=_env("PRIMARY_PG_DSN"),
+        help="the primary's PostgreSQL, when --pg-dsn is a region's replica: reads move "
+        "there while the replica lags more than --max-replica-lag (SYNCLINE_PRIMARY_PG_DSN)",
+    )
+    parser.add_argument(
+        "--max-replica-lag",
+        type=float,
+        default=float(_env("SYNC_MAX_REPLICA_LAG") or 5.0),
+        help="seconds a replica may lag before reads move to the primary "
+        "(SYNCLINE_SYNC_MAX_REPLICA_LAG)",
     )
     parser.add_argument(
         "--commit-timeout",
@@ -111,7 +125,9 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str]:
         txn_routes=routes,
         commit_timeout_seconds=args.commit_timeout,
     )
-    return config, args.pg_dsn
+    if args.max_replica_lag <= 0:
+        parser.error("--max-replica-lag must be > 0")
+    return config, args.pg_dsn, args.primary_pg_dsn, args.max_replica_lag
 
 
 def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
@@ -194,8 +210,12 @@ def txn_main(argv: list[str] | None = None) -> int:
 
 
 def sync_main(argv: list[str] | None = None) -> int:
-    config, dsn = sync_config(argv)
-    return run_service(SyncNode(config, PostgresStorage(dsn)))
+    config, dsn, primary_dsn, max_lag = sync_config(argv)
+    replica = PostgresStorage(dsn)
+    storage: Storage = replica
+    if primary_dsn:
+        storage = RegionalStorage(replica, PostgresStorage(primary_dsn), max_lag_seconds=max_lag)
+    return run_service(SyncNode(config, storage))
 
 
 def gateway_main(argv: list[str] | None = None) -> int:

@@ -298,6 +298,8 @@ class LocalCluster:
                 }
                 for route in region.txn_routes(txn):
                     flags += ["--txn-route", route]
+                # Reads move to the primary while the replica lags too far.
+                flags += ["--primary-pg-dsn", region.through_link(self.postgres.dsn(DATABASE))]
         return LocalService(spec, self.data_dir / spec.name, flags, env)
 
     # -- up / down ---------------------------------------------------------------------

@@ -88,11 +88,15 @@ class LocalRegion:
         """``--txn-route`` values: each txn node (by name) through its link."""
         return [f"{address}={self.links[name].address}" for name, address in txn_addresses.items()]
 
+    def through_link(self, primary_dsn: str) -> str:
+        """How this region reaches the primary's PostgreSQL: through its link."""
+        link = self.links["replication"]
+        return make_conninfo(primary_dsn, host="127.0.0.1", port=str(link.port))
+
     async def subscribe(self, primary_dsn: str) -> None:
         """Make the replica follow the primary through the replication link; wait
         until it has copied what the primary holds."""
-        link = self.links["replication"]
-        through_link = make_conninfo(primary_dsn, host="127.0.0.1", port=str(link.port))
+        through_link = self.through_link(primary_dsn)
         try:
             await self.replica.create_database(DATABASE)
         except Exception as exc:  # already there: a second `up`

@@ -50,6 +50,7 @@ from syncline.auth import AdminKeys, AuthProvider, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._mux import serve_sessions
+from syncline.cluster._regional_storage import RegionalStorage
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
@@ -552,17 +553,27 @@ class SyncNode:
         self._http = await start_health_http(
             self.config.host,
             self.config.http_port or 0,
-            alive=lambda: {"state": self.state.value},
+            alive=lambda: {"state": self.state.value, **self._reads()},
             ready=lambda: (
                 self.ready,
                 {
                     "state": self.state.value,
                     "registered": self.registered,
                     "sessions": self.session_count,
+                    **self._reads(),
                 },
             ),
         )
         self.http_port = int(self._http.addresses[0][1])
+
+    def _reads(self) -> dict[str, Any]:
+        """Where reads go, for a node of a region with a replica."""
+        if not isinstance(self.storage, RegionalStorage):
+            return {}
+        return {
+            "reads": "primary" if self.storage.on_primary else "replica",
+            "replica_lag_seconds": round(self.storage.lag_seconds, 3),
+        }
 
     def health(self) -> pb.HealthResponse:
         return pb.HealthResponse(

@@ -12,6 +12,7 @@ from syncline.storage._interface import (
     IndexKeyChange,
     IndexMeta,
     Snapshot,
+    SnapshotContext,
     Storage,
     TableMeta,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PostgresStorage",
     "ReplicaStatus",
     "Snapshot",
+    "SnapshotContext",
     "SqliteStorage",
     "Storage",
     "TableMeta",
