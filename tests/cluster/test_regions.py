@@ -285,3 +285,28 @@ async def test_a_region_reads_the_primary_while_its_replica_lags_and_returns_aft
     request_id = await us.mutate("bank:increment", {"name": "r"})
     assert (await us.mutation_response(request_id))["success"] is True
     await eu.wait_value(0, 2.0)
+
+
+async def test_replication_resumes_after_the_primary_restarts_with_no_commit_lost_or_repeated(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    make_gateway: GatewayFactory,
+    sync_client: SyncClientFactory,
+    postgres_server: LocalPostgres,
+    pg_dsn: str,
+) -> None:
+    us, eu = await two_regions(replica, make_sync_node, make_gateway, sync_client)
+    for i in range(20):
+        if i == 10:
+            await postgres_server.restart(mode="immediate")
+        # Mutations wait out the restart (the runner retries), then commit once each.
+        request_id = await us.mutate("bank:increment", {"name": "r"})
+        assert (await us.mutation_response(request_id, timeout=60))["success"] is True
+    await eu.wait_value(0, 20.0, timeout=60)
+    await replica.caught_up(timeout=60)
+    for table, key in (
+        ("documents", "id"),
+        ("index_entries", "index_id, key"),
+        ("commit_log", "ts"),
+    ):
+        assert await rows(replica.dsn, table, key) == await rows(pg_dsn, table, key), table
