@@ -24,7 +24,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from syncline._errors import ConfigError
 from syncline.cluster._regional_storage import RegionalStorage
 from syncline.devservers import FaultProxy, LocalPostgres
-from syncline.storage import PostgresStorage, add_replica, remove_replica, replica_status
+from syncline.storage import (
+    PostgresStorage,
+    add_replica,
+    promote_replica,
+    remove_replica,
+    replica_status,
+)
 from syncline.sync import decode_ts
 from tests.cluster.conftest import (
     GatewayFactory,
@@ -32,6 +38,7 @@ from tests.cluster.conftest import (
     SyncClientFactory,
     SyncNodeFactory,
     TxnCluster,
+    TxnProcess,
 )
 
 pytestmark = pytest.mark.cluster
@@ -310,3 +317,39 @@ async def test_replication_resumes_after_the_primary_restarts_with_no_commit_los
         ("commit_log", "ts"),
     ):
         assert await rows(replica.dsn, table, key) == await rows(pg_dsn, table, key), table
+
+
+async def test_a_replica_promoted_after_losing_the_primary_keeps_data_and_code_and_commits_on(
+    replica: Replica,
+    make_sync_node: SyncNodeFactory,
+    sync_client: SyncClientFactory,
+    txn_cluster: TxnCluster,
+    zk_hosts: str,
+    tmp_path: Path,
+) -> None:
+    old = await sync_client((await make_sync_node(region="us-east")).address)
+    await old.subscribe(0, "bank:counter", {"name": "p"})
+    for expected in (1.0, 2.0, 3.0):
+        request_id = await old.mutate("bank:increment", {"name": "p"})
+        response = await old.mutation_response(request_id)
+        await old.wait_value(0, expected)
+    last_ts = decode_ts(response["ts"], "ts")
+    await replica.caught_up()
+
+    # The primary is lost: nothing commits there again (docs/regions.md, steps 1-3).
+    for node in txn_cluster.nodes:
+        node.stop()
+    await promote_replica(replica.dsn, REGION)
+    promoted = TxnProcess(replica.dsn, zk_hosts, tmp_path / "txn-promoted.log")
+    promoted.start()
+    try:
+        await TxnCluster([promoted]).leader()
+        client = await sync_client((await make_sync_node(region=REGION, dsn=replica.dsn)).address)
+        await client.subscribe(0, "bank:counter", {"name": "p"})
+        await client.wait_value(0, 3.0)
+        request_id = await client.mutate("bank:increment", {"name": "p"})
+        response = await client.mutation_response(request_id, timeout=30)
+        assert response["success"] is True and decode_ts(response["ts"], "ts") > last_ts
+        await client.wait_value(0, 4.0)
+    finally:
+        promoted.stop()

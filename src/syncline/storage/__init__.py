@@ -21,6 +21,7 @@ from syncline.storage._replication import (
     ReplicaStatus,
     add_replica,
     ensure_publication,
+    promote_replica,
     remove_replica,
     replica_status,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "TableMeta",
     "add_replica",
     "ensure_publication",
+    "promote_replica",
     "remove_replica",
     "replica_status",
 ]

@@ -170,6 +170,27 @@ async def remove_replica(primary_dsn: str, region: str, *, replica_dsn: str | No
             await conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
 
 
+async def promote_replica(replica_dsn: str, region: str) -> None:
+    """Detach ``region``'s replica from a primary that is lost, so it can become the
+    primary: its subscription is dropped without touching the old primary (whose
+    slot, if that primary ever returns, must be dropped there). Commits the old
+    primary had not yet sent are lost; see docs/regions.md before running this."""
+    name = subscription_name(region)
+    conn = await _autocommit(replica_dsn)
+    async with conn:
+        exists = await (
+            await conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,))
+        ).fetchone()
+        if exists is None:
+            return
+        subscription = sql.Identifier(name)
+        await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(subscription))
+        await conn.execute(
+            sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(subscription)
+        )
+        await conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(subscription))
+
+
 async def replica_status(primary_dsn: str, replica_dsn: str, region: str) -> ReplicaStatus:
     """The replica's applied commit, the primary's newest, and the primary's lag view."""
     name = subscription_name(region)
