@@ -224,5 +224,7 @@ class DeploymentManager:
         async with self._storage.snapshot() as snapshot:
             docs = await snapshot.table_documents(table_number)
         entries = [(index_key(probe, doc), str(doc["_id"])) for doc in docs]
-        log.info("backfilling index %s over %d documents", name, len(entries))
+        # A new table's indexes (every first deploy) start empty: not worth a line.
+        level = logging.INFO if entries else logging.DEBUG
+        log.log(level, "backfilling index %s over %d documents", name, len(entries))
         await self._storage.create_index(table_number, name, fields, entries)
