@@ -122,6 +122,13 @@ class RequestTooLargeError(SynclineError):
     code = "RequestTooLarge"
 
 
+class LimitExceededError(SynclineError):
+    """A function went past one of its execution limits (reads, writes, time); the
+    message names the limit. Nothing it wrote is committed."""
+
+    code = "LimitExceeded"
+
+
 class AppError(SynclineError):
     """Raise from a function to send structured ``data`` to the client.
 
@@ -158,4 +165,5 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     FencedError.code: 503,
     UnavailableError.code: 503,
     AppError.code: 560,
+    LimitExceededError.code: 560,
 }

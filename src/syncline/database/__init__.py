@@ -1,6 +1,7 @@
 """The database as functions see it: transactions, queries, ``ctx.db``."""
 
 from syncline.database._db import DatabaseReader, DatabaseWriter, EnsureTable
+from syncline.database._limits import TransactionLimits
 from syncline.database._model import (
     UNSET,
     DataModel,
@@ -22,6 +23,7 @@ __all__ = [
     "Query",
     "TableInfo",
     "Transaction",
+    "TransactionLimits",
     "field_value",
     "index_key",
 ]

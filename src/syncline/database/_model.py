@@ -130,13 +130,14 @@ class DataModel:
         created = now_ms if now_ms is not None else time.time() * 1000.0
         return {"_id": doc_id, "_creationTime": created, **value}
 
-    def check_document(self, table: TableInfo, doc: Document, *, path: str = "document") -> None:
-        """Enforce Convex's value limits and the table's validator."""
-        check_value(doc, path=path)
-        if table.validator is None:
-            return
-        user_fields = {k: v for k, v in doc.items() if k not in ("_id", "_creationTime")}
-        table.validator.validate(user_fields, path, id_table=self.id_table_name)
+    def check_document(self, table: TableInfo, doc: Document, *, path: str = "document") -> int:
+        """Enforce Convex's value limits and the table's validator; the document's
+        size in bytes (as Convex JSON)."""
+        size = check_value(doc, path=path)
+        if table.validator is not None:
+            user_fields = {k: v for k, v in doc.items() if k not in ("_id", "_creationTime")}
+            table.validator.validate(user_fields, path, id_table=self.id_table_name)
+        return size
 
     def index_changes(
         self, table: TableInfo, old: Document | None, new: Document | None

@@ -21,7 +21,6 @@ from syncline.schema import BY_CREATION_TIME
 from syncline.storage import Document, IndexMeta
 from syncline.values import check_value, encode_key, key_successor, prefix_end
 
-MAX_DOCUMENTS_SCANNED = 32_768
 MAX_PAGE_ITEMS = 8_192
 MAX_CURSOR_BYTES = 64 * 1024
 _END_CURSOR = "_end"
@@ -160,14 +159,8 @@ class Query:
         return self
 
     async def _rows(self, start: bytes, end: bytes | None) -> AsyncIterator[tuple[bytes, Document]]:
-        scanned = 0
+        # The transaction counts the documents read against its limit.
         async for key, doc in self._tx.scan(self._index, start, end, descending=self._descending):
-            scanned += 1
-            if scanned > MAX_DOCUMENTS_SCANNED:
-                raise ValidationError(
-                    f"query on {self._table.name!r} read more than {MAX_DOCUMENTS_SCANNED} "
-                    "documents; use an index range, take() or paginate()"
-                )
             if all(f(doc) for f in self._filters):
                 yield key, doc
 

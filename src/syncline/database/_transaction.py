@@ -8,10 +8,12 @@ is not invalidated by a write past its fifth row.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from syncline._errors import DocumentNotFoundError, ValidationError
+from syncline._errors import DocumentNotFoundError, LimitExceededError, ValidationError
+from syncline.database._limits import TransactionLimits
 from syncline.database._model import (
     UNSET,
     DataModel,
@@ -26,7 +28,6 @@ from syncline.values import encode_index_key, key_successor
 
 _FIRST_PAGE = 32
 _MAX_PAGE = 1024
-MAX_WRITES_PER_TRANSACTION = 16_000
 
 
 @dataclass
@@ -36,6 +37,9 @@ class _PendingWrite:
     new: Document | None
 
 
+DEFAULT_LIMITS = TransactionLimits()
+
+
 class ReadOnlyError(ValidationError):
     code = "ReadOnly"
 
@@ -43,11 +47,26 @@ class ReadOnlyError(ValidationError):
 class Transaction:
     """One function execution's view of the database."""
 
-    def __init__(self, snapshot: Snapshot, model: DataModel, *, read_only: bool) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        model: DataModel,
+        *,
+        read_only: bool,
+        limits: TransactionLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.snapshot = snapshot
         self.model = model
         self.read_only = read_only
+        self.limits = limits
         self.reads = ReadSet()
+        self.documents_read = 0
+        self._written_bytes: dict[str, int] = {}
+        self._written_total = 0
+        self.io_seconds = 0.0
+        """Time spent waiting for storage (not the function's own time)."""
+        self.on_io: Callable[[float], None] | None = None
+        """Told of each storage wait, so a time limit can leave it out."""
         self._writes: dict[str, _PendingWrite] = {}
         self._assumed: dict[str, Document] = {}
         self.read_ts: int | None = None
@@ -64,14 +83,17 @@ class Transaction:
             return None
         by_id = table.indexes[BY_ID]
         key = encode_index_key([doc_id])
-        self.reads.add(by_id.index_id, Interval(key, key_successor(key)))
+        self._read_interval(by_id.index_id, Interval(key, key_successor(key)))
         pending = self._writes.get(doc_id)
         if pending is not None:
             return copy.deepcopy(pending.new)
         assumed = self._assumed.get(doc_id)
         if assumed is not None:
             return copy.deepcopy(assumed)
+        self._read_document()
+        started = time.monotonic()
         doc = await self.snapshot.get(doc_id)
+        self._waited(time.monotonic() - started)
         if doc is not None and doc.get("_id") != doc_id:
             return None
         return doc
@@ -120,9 +142,11 @@ class Transaction:
                 ]
                 pending_version = self._write_version
             if not buffer and not exhausted:
+                started = time.monotonic()
                 rows = await self.snapshot.scan(
                     index.index_id, page_start, page_end, descending=descending, limit=page_size
                 )
+                self._waited(time.monotonic() - started)
                 exhausted = len(rows) < page_size
                 if rows:
                     if descending:
@@ -148,23 +172,46 @@ class Transaction:
                 )
             )
             key, doc = pending.pop() if take_pending else buffer.pop()
+            if not take_pending:
+                self._read_document()
             last = key
             if descending:
                 if recorded is None:
-                    recorded = self.reads.add(index.index_id, Interval(key, end))
+                    recorded = self._read_interval(index.index_id, Interval(key, end))
                 recorded.start = key
             else:
                 if recorded is None:
-                    recorded = self.reads.add(index.index_id, Interval(start, None))
+                    recorded = self._read_interval(index.index_id, Interval(start, None))
                 recorded.end = key_successor(key)
             yield key, doc
         # Reached the end of the range: the whole range was read.
         if recorded is None:
-            self.reads.add(index.index_id, Interval(start, end))
+            self._read_interval(index.index_id, Interval(start, end))
         elif descending:
             recorded.start = start
         else:
             recorded.end = end
+
+    def _waited(self, seconds: float) -> None:
+        self.io_seconds += seconds
+        if self.on_io is not None:
+            self.on_io(seconds)
+
+    def _read_interval(self, index_id: int, interval: Interval) -> Interval:
+        if len(self.reads) >= self.limits.max_read_intervals:
+            raise LimitExceededError(
+                f"a function may read at most {self.limits.max_read_intervals} index ranges "
+                "(each db.get and each query is one); read fewer, larger ranges"
+            )
+        return self.reads.add(index_id, interval)
+
+    def _read_document(self) -> None:
+        self.documents_read += 1
+        if self.documents_read > self.limits.max_read_documents:
+            raise LimitExceededError(
+                f"a function may read at most {self.limits.max_read_documents} documents; "
+                "use an index range, take() or paginate()"
+            )
 
     def _pending_in_range(
         self, index: IndexMeta, start: bytes, end: bytes | None, descending: bool
@@ -185,16 +232,27 @@ class Transaction:
     def _check_writable(self) -> None:
         if self.read_only:
             raise ReadOnlyError("queries are read-only; write from a mutation")
-        if len(self._writes) >= MAX_WRITES_PER_TRANSACTION:
-            raise ValidationError(
-                f"a transaction may write at most {MAX_WRITES_PER_TRANSACTION} documents"
+        if len(self._writes) >= self.limits.max_write_documents:
+            raise LimitExceededError(
+                f"a function may write at most {self.limits.max_write_documents} documents"
             )
+
+    def _count_written(self, doc_id: str, size: int) -> None:
+        """``size``: the bytes of the document's new version (0 when deleted)."""
+        total = self._written_total - self._written_bytes.get(doc_id, 0) + size
+        if total > self.limits.max_write_bytes:
+            raise LimitExceededError(
+                f"a function may write at most {self.limits.max_write_bytes} bytes of documents"
+            )
+        self._written_bytes[doc_id] = size
+        self._written_total = total
 
     async def insert(self, table: TableInfo, value: object, *, now_ms: float | None) -> str:
         self._check_writable()
         body = check_user_fields(value, path=f"db.insert({table.name!r})")
         doc = self.model.new_document(table, copy.deepcopy(body), now_ms=now_ms)
-        self.model.check_document(table, doc, path=table.name)
+        size = self.model.check_document(table, doc, path=table.name)
+        self._count_written(doc["_id"], size)
         self._writes[doc["_id"]] = _PendingWrite(table, None, doc)
         self._write_version += 1
         return str(doc["_id"])
@@ -241,9 +299,9 @@ class Transaction:
         self._stage(table, doc, None)
 
     def _stage(self, table: TableInfo, current: Document, new: Document | None) -> None:
-        if new is not None:
-            self.model.check_document(table, new, path=table.name)
+        size = self.model.check_document(table, new, path=table.name) if new is not None else 0
         doc_id = current["_id"]
+        self._count_written(doc_id, size)
         earlier = self._writes.get(doc_id)
         old = earlier.old if earlier is not None else current
         self._write_version += 1

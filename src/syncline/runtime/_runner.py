@@ -23,12 +23,19 @@ from syncline._errors import (
     CatalogChangedError,
     FunctionNotFoundError,
     FunctionTypeError,
+    LimitExceededError,
     OccConflictError,
     SynclineError,
     UnavailableError,
     ValidationError,
 )
-from syncline.database import DatabaseReader, DatabaseWriter, PaginationJournal, Transaction
+from syncline.database import (
+    DatabaseReader,
+    DatabaseWriter,
+    PaginationJournal,
+    Transaction,
+    TransactionLimits,
+)
 from syncline.functions import (
     FunctionKind,
     FunctionSpec,
@@ -90,6 +97,19 @@ class RunnerConfig:
     """How long a mutation keeps retrying while storage or the txn leader is unavailable."""
     jobs: JobLimits = field(default_factory=JobLimits)
     """What ``ctx.scheduler`` may schedule."""
+    transaction_limits: TransactionLimits = field(default_factory=TransactionLimits)
+    """What one query or mutation may read and write."""
+    max_execution_seconds: float | None = 1.0
+    """How long a query or mutation's own code may run, waits for storage not
+    counted (None: no limit). Actions have none."""
+
+
+def _too_long(spec: FunctionSpec, limit: float) -> LimitExceededError:
+    kind = spec.kind.value
+    return LimitExceededError(
+        f"{spec.path} ran longer than {limit:g} s, the limit for a {kind}; move slow work to "
+        "an action"
+    )
 
 
 def _request_id() -> str:
@@ -160,7 +180,40 @@ class FunctionRunner:
     def _check_result(deployment: Deployment, spec: FunctionSpec, value: object) -> None:
         check_returns(spec, value, id_table=deployment.model.id_table_name)
 
-    async def _invoke(self, spec: FunctionSpec, ctx: object, args: dict[str, Any]) -> Any:
+    async def _invoke(
+        self,
+        spec: FunctionSpec,
+        ctx: object,
+        args: dict[str, Any],
+        *,
+        tx: Transaction | None = None,
+    ) -> Any:
+        """Run the handler; a query or mutation (``tx``) within the execution time
+        limit, not counting its waits for storage."""
+        limit = self._config.max_execution_seconds
+        if tx is None or limit is None:
+            return await self._call(spec, ctx, args)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(limit) as deadline:
+
+                def extend(seconds: float) -> None:
+                    when = deadline.when()
+                    if when is not None:
+                        deadline.reschedule(when + seconds)
+
+                tx.on_io = extend
+                value = await self._call(spec, ctx, args)
+        except TimeoutError:
+            raise _too_long(spec, limit) from None
+        finally:
+            tx.on_io = None
+        # Code that never awaits cannot be interrupted; it still fails afterwards.
+        if time.monotonic() - started - tx.io_seconds > limit:
+            raise _too_long(spec, limit)
+        return value
+
+    async def _call(self, spec: FunctionSpec, ctx: object, args: dict[str, Any]) -> Any:
         try:
             return await spec.handler(ctx, **args)
         except SynclineError:
@@ -207,13 +260,17 @@ class FunctionRunner:
         identity: Identity,
         journal: str | None,
     ) -> QueryResult:
-        tx = Transaction(snapshot, deployment.model, read_only=True)
+        tx = Transaction(
+            snapshot, deployment.model, read_only=True, limits=self._config.transaction_limits
+        )
         pages = PaginationJournal(journal)
         auth = Auth(identity)
         assert spec.path is not None
         try:
             with capture_log_lines(spec.path) as lines:
-                value = await self._invoke(spec, QueryCtx(DatabaseReader(tx, pages), auth), args)
+                value = await self._invoke(
+                    spec, QueryCtx(DatabaseReader(tx, pages), auth), args, tx=tx
+                )
             self._check_result(deployment, spec, value)
         except SynclineError as exc:
             # A subscription to a failing query must still re-run when what it read changes.
@@ -296,7 +353,9 @@ class FunctionRunner:
             parent_job_id=parent_job_id,
         )
         with capture_log_lines(path) as lines:
-            value = await self._invoke(spec, MutationCtx(db, Auth(identity), scheduler), args)
+            value = await self._invoke(
+                spec, MutationCtx(db, Auth(identity), scheduler), args, tx=tx
+            )
         self._check_result(deployment, spec, value)
         return value, lines
 
@@ -361,7 +420,12 @@ class FunctionRunner:
             # ensure_table may swap tx.model mid-run; the commit is checked against
             # the catalog the transaction started with.
             catalog_version = deployment.model.catalog_version
-            tx = Transaction(snapshot, deployment.model, read_only=False)
+            tx = Transaction(
+                snapshot,
+                deployment.model,
+                read_only=False,
+                limits=self._config.transaction_limits,
+            )
             value = await body(tx, deployment)
             writes = tx.document_writes()
             # A commit that read nothing is valid at any snapshot (see WriteWindow).
