@@ -110,6 +110,12 @@ class AuthenticationError(SynclineError):
     code = "Unauthenticated"
 
 
+class PermissionDeniedError(SynclineError):
+    """Valid credentials that do not allow this (an admin key without the scope)."""
+
+    code = "Forbidden"
+
+
 class ConfigError(SynclineError):
     code = "InvalidConfig"
 
@@ -151,6 +157,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     ConfigError.code: 400,
     RequestTooLargeError.code: 413,
     AuthenticationError.code: 401,
+    PermissionDeniedError.code: 403,
     InvalidValueError.code: 560,
     ValidationError.code: 560,
     InvalidIdError.code: 560,

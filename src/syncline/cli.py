@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     key = commands.add_parser("admin-key", help="print an admin key for a data directory")
     key.add_argument("--data", type=Path, required=True, help="the deployment's data directory")
     key.add_argument("--name", default="default", help="a name for the key (letters, digits, -_)")
+    key.add_argument(
+        "--scope",
+        help="comma-separated: deploy, read (internal queries), run (any internal function); "
+        "default: all",
+    )
     return parser
 
 
@@ -116,7 +121,8 @@ def _admin_key(args: argparse.Namespace) -> int:
     from syncline.auth import AdminKeys, load_or_create_instance_secret
 
     try:
-        print(AdminKeys(load_or_create_instance_secret(args.data)).issue(args.name))
+        scopes = [x.strip() for x in args.scope.split(",")] if args.scope else None
+        print(AdminKeys(load_or_create_instance_secret(args.data)).issue(args.name, scopes))
     except SynclineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -146,6 +146,8 @@ async def test_a_refused_deploy_names_the_problem_and_changes_nothing(
 
     code, _, err = await deploy(v2, gateway, key="syncline-admin|x|" + "0" * 64)
     assert code == 1 and "HTTP 401" in err
+    code, _, err = await deploy(v2, gateway, key=AdminKeys(SECRET).issue("ops", ["run"]))
+    assert code == 1 and "HTTP 403" in err and "deploy scope" in err
 
     broken = version_two(tmp_path / "broken")
     (broken / "bank.py").write_text((broken / "bank.py").read_text() + "\ndef oops(:\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncline import ValidationError
+from syncline import FunctionNotFoundError, ValidationError
 from syncline.auth import UserIdentity
 from syncline.runtime import Identity, UncaughtFunctionError
 from syncline.sync import SubscriptionManager
@@ -135,3 +135,37 @@ def test_identities_with_different_claims_do_not_share_results() -> None:
     assert user("admin").cache_key != user("viewer").cache_key
     assert user("admin").cache_key == user("admin").cache_key
     assert Identity().cache_key != Identity(admin=True).cache_key
+
+
+async def test_admin_key_scopes_decide_which_internal_functions_an_admin_may_call(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    engine = await make_engine()
+    await engine.deploy(
+        write_app(
+            tmp_path / "scoped",
+            {
+                "secret.py": """
+                from syncline import internal_mutation, internal_query
+
+                @internal_query
+                async def peek(ctx):
+                    return "peeked"
+
+                @internal_mutation
+                async def poke(ctx):
+                    return "poked"
+                """
+            },
+        )
+    )
+    reader = Identity(admin=True, admin_scopes=frozenset({"read"}))
+    runner = Identity(admin=True, admin_scopes=frozenset({"run"}))
+    deployer = Identity(admin=True, admin_scopes=frozenset({"deploy"}))
+    assert (await engine.runner.run_query("secret:peek", {}, reader)).value == "peeked"
+    assert (await engine.runner.run_mutation("secret:poke", {}, runner)).value == "poked"
+    # Without the scope it looks exactly like a missing function, and nothing runs.
+    with pytest.raises(FunctionNotFoundError, match="Could not find public function"):
+        await engine.runner.run_mutation("secret:poke", {}, reader)
+    with pytest.raises(FunctionNotFoundError, match="Could not find public function"):
+        await engine.runner.run_query("secret:peek", {}, deployer)

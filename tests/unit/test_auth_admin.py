@@ -119,3 +119,20 @@ def test_name_of_64_allowed_characters_is_accepted() -> None:
 def test_short_secret_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         AdminKeys(b"too short")
+
+
+def test_a_scoped_key_allows_only_its_scopes_and_cannot_be_widened() -> None:
+    keys = AdminKeys(SECRET)
+    deploy_only = keys.issue("ci", ["deploy"])
+    assert deploy_only.startswith("syncline-admin|ci|deploy|")
+    assert keys.scopes(deploy_only) == {"deploy"}
+    assert keys.scopes(keys.issue("ops", ["run", "read"])) == {"read", "run"}
+    assert keys.scopes(keys.issue("root")) == {"deploy", "read", "run"}
+    # Editing the scopes breaks the signature; so does an unsorted or unknown list.
+    assert keys.scopes(deploy_only.replace("|deploy|", "|deploy,run|")) is None
+    assert keys.scopes(deploy_only.replace("|deploy|", "|all|")) is None
+    assert keys.scopes(deploy_only.replace("|ci|deploy|", "|ci|")) is None
+    with pytest.raises(ConfigError, match="non-empty subset of deploy, read, run"):
+        keys.issue("x", ["admin"])
+    with pytest.raises(ConfigError, match="got none"):
+        keys.issue("x", [])

@@ -1,8 +1,13 @@
 """Admin keys, derived from a per-instance secret.
 
-A key is ``syncline-admin|<name>|<hex HMAC-SHA256(secret, name)>``, so any number
-can be issued (one per operator or CI job) without storing them, and all are
-revoked together by replacing the secret.
+A full key is ``syncline-admin|<name>|<hex HMAC-SHA256(secret, name)>``; a scoped
+one is ``syncline-admin|<name>|<scopes>|<hex HMAC-SHA256(secret, name|scopes)>``,
+so any number can be issued (one per operator or CI job) without storing them,
+and all are revoked together by replacing the secret. Scopes:
+
+- ``deploy``: push new versions of the app;
+- ``read``: call internal queries (read data the public functions do not expose);
+- ``run``: call any internal function, mutations and actions too.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from syncline._errors import ConfigError
@@ -24,6 +30,7 @@ INSTANCE_SECRET_BYTES = 32
 _PREFIX = "syncline-admin"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DIGEST_HEX_CHARS = 2 * hashlib.sha256().digest_size
+SCOPES = frozenset({"deploy", "read", "run"})
 
 
 def load_or_create_instance_secret(data_dir: Path) -> bytes:
@@ -68,23 +75,48 @@ class AdminKeys:
             raise ConfigError(f"admin key secret must be at least {INSTANCE_SECRET_BYTES} bytes")
         self._secret = secret
 
-    def issue(self, name: str = "default") -> str:
-        """A new admin key labelled ``name`` (``[A-Za-z0-9_-]{1,64}``)."""
+    def issue(self, name: str = "default", scopes: Iterable[str] | None = None) -> str:
+        """A new admin key labelled ``name`` (``[A-Za-z0-9_-]{1,64}``), allowed
+        everything, or only ``scopes`` (a non-empty subset of SCOPES)."""
         if not _NAME.fullmatch(name):
             raise ConfigError(
                 f"admin key name {name!r} must be 1-64 characters of A-Z, a-z, 0-9, '_', '-'"
             )
-        return f"{_PREFIX}|{name}|{self._digest(name)}"
+        if scopes is None:
+            return f"{_PREFIX}|{name}|{self._digest(name)}"
+        wanted = frozenset(scopes)
+        if not wanted or not wanted <= SCOPES:
+            raise ConfigError(
+                f"admin key scopes must be a non-empty subset of {', '.join(sorted(SCOPES))}, "
+                f"got {', '.join(sorted(wanted)) or 'none'}"
+            )
+        listed = ",".join(sorted(wanted))
+        return f"{_PREFIX}|{name}|{listed}|{self._digest(f'{name}|{listed}')}"
+
+    def scopes(self, key: str) -> frozenset[str] | None:
+        """What ``key`` may do (SCOPES for a full key); None if this secret did not
+        issue it. Never raises."""
+        if not isinstance(key, str) or not key.isascii():
+            return None
+        parts = key.split("|")
+        if len(parts) == 3:
+            prefix, name, digest = parts
+            signed, allowed = name, SCOPES
+        elif len(parts) == 4:
+            prefix, name, listed, digest = parts
+            allowed = frozenset(listed.split(","))
+            if not allowed <= SCOPES or listed != ",".join(sorted(allowed)):
+                return None
+            signed = f"{name}|{listed}"
+        else:
+            return None
+        if prefix != _PREFIX or not _NAME.fullmatch(name) or len(digest) != _DIGEST_HEX_CHARS:
+            return None
+        return allowed if hmac.compare_digest(self._digest(signed), digest) else None
 
     def verify(self, key: str) -> bool:
         """Whether ``key`` was issued from this secret; never raises."""
-        if not isinstance(key, str) or not key.isascii():
-            return False
-        prefix, _, rest = key.partition("|")
-        name, _, digest = rest.partition("|")
-        if prefix != _PREFIX or not _NAME.fullmatch(name) or len(digest) != _DIGEST_HEX_CHARS:
-            return False
-        return hmac.compare_digest(self._digest(name), digest)
+        return self.scopes(key) is not None
 
     def _digest(self, name: str) -> str:
         return hmac.new(self._secret, name.encode("ascii"), hashlib.sha256).hexdigest()

@@ -42,6 +42,7 @@ from kazoo.exceptions import KazooException, NoNodeError
 from syncline._errors import (
     AuthenticationError,
     ConfigError,
+    PermissionDeniedError,
     SynclineError,
     UnavailableError,
 )
@@ -481,6 +482,8 @@ class SyncNode:
             identity = await self._authenticator.from_authorization_header(authorization)
             if not identity.admin:
                 raise AuthenticationError("deploying needs an admin key ('Convex <admin key>')")
+            if not identity.can("deploy"):
+                raise PermissionDeniedError("this admin key does not have the deploy scope")
             response = await committer.deploy(message.bundle_json, dry_run=message.dry_run)
         except SynclineError as exc:
             result = error_result(exc)

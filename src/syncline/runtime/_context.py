@@ -22,6 +22,12 @@ class Identity:
 
     user: UserIdentity | None = None
     admin: bool = False
+    admin_scopes: frozenset[str] | None = None
+    """What an admin key allows (None: everything)."""
+
+    def can(self, scope: str) -> bool:
+        """Whether an admin key allowing ``scope`` (deploy, read, run) was presented."""
+        return self.admin and (self.admin_scopes is None or scope in self.admin_scopes)
 
     @property
     def cache_key(self) -> str:

@@ -104,6 +104,11 @@ class RunnerConfig:
     counted (None: no limit). Actions have none."""
 
 
+def _admin_may_call(identity: Identity, kind: FunctionKind) -> bool:
+    """Internal functions: any with the ``run`` scope, queries with ``read`` too."""
+    return identity.can("run") or (kind is FunctionKind.QUERY and identity.can("read"))
+
+
 def _too_long(spec: FunctionSpec, limit: float) -> LimitExceededError:
     kind = spec.kind.value
     return LimitExceededError(
@@ -148,7 +153,9 @@ class FunctionRunner:
         path = resolve_reference(ref)
         spec = deployment.app.functions.get(path)
         allowed = spec is not None and (
-            from_function or identity.admin or spec.visibility is Visibility.PUBLIC
+            from_function
+            or spec.visibility is Visibility.PUBLIC
+            or _admin_may_call(identity, spec.kind)
         )
         if spec is None or not allowed:
             # Internal functions look exactly like missing ones to clients.
@@ -168,7 +175,9 @@ class FunctionRunner:
         """The kind of a function the caller may call (for ``/api/function``)."""
         path = resolve_reference(ref)
         spec = self._deployments.current.app.functions.get(path)
-        if spec is None or not (identity.admin or spec.visibility is Visibility.PUBLIC):
+        if spec is None or not (
+            spec.visibility is Visibility.PUBLIC or _admin_may_call(identity, spec.kind)
+        ):
             raise FunctionNotFoundError(f"Could not find public function for '{path}'")
         return spec.kind
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from syncline._errors import AuthenticationError
 from syncline.auth import AdminKeys, TokenVerifier
+from syncline.auth._admin import SCOPES
 from syncline.runtime import ANONYMOUS, Identity
 
 
@@ -25,9 +26,10 @@ class Authenticator:
         if token_type == "None" or value is None:
             return ANONYMOUS
         if token_type == "Admin":
-            if not self._admin_keys.verify(value):
+            scopes = self._admin_keys.scopes(value)
+            if scopes is None:
                 raise AuthenticationError("the admin key is not valid for this deployment")
-            return Identity(admin=True)
+            return Identity(admin=True, admin_scopes=None if scopes == SCOPES else scopes)
         return Identity(user=await self._verifier.verify(value))
 
     async def from_authorization_header(self, header: str | None) -> Identity:
