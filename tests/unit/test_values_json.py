@@ -20,6 +20,7 @@ from syncline.values import (
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
     MAX_FIELD_NAME_LENGTH,
+    MAX_OBJECT_FIELDS,
     check_field_name,
     check_value,
     from_json,
@@ -248,6 +249,15 @@ def test_array_length_limit() -> None:
         check_value({"tags": [None] * 9000})
     assert (
         raised.value.message == "value.tags: array has 9000 elements, more than the limit of 8192"
+    )
+
+
+def test_object_field_count_limit() -> None:
+    check_value({f"f{i}": 1 for i in range(MAX_OBJECT_FIELDS)})
+    with pytest.raises(InvalidValueError) as raised:
+        check_value({"nested": {f"f{i}": 1 for i in range(1025)}})
+    assert raised.value.message == (
+        "value.nested: object has 1025 fields, more than the limit of 1024"
     )
 
 

@@ -41,6 +41,8 @@ MAX_DEPTH: Final = 16
 MAX_ARRAY_LEN: Final = 8192
 #: Longest field name, in characters.
 MAX_FIELD_NAME_LENGTH: Final = 1024
+#: Most fields in one object.
+MAX_OBJECT_FIELDS: Final = 1024
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 
@@ -279,6 +281,11 @@ def _measure(value: object, path: str, depth: int) -> int:
             _measure(item, index_path(path, i), depth) for i, item in enumerate(value)
         )
     if isinstance(value, dict):
+        if len(value) > MAX_OBJECT_FIELDS:
+            raise InvalidValueError(
+                f"{path}: object has {len(value)} fields, more than the limit of "
+                f"{MAX_OBJECT_FIELDS}"
+            )
         size = 2 + max(len(value) - 1, 0)
         for key, item in value.items():
             name = check_field_name(key, path)
