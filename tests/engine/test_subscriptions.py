@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from syncline.auth import AdminKeys, TokenVerifier
 from syncline.runtime import ANONYMOUS, Identity
-from syncline.sync import SharedQuery, SubscriptionManager
+from syncline.sync import Authenticator, SharedQuery, SubscriptionManager, SyncSession
 from tests.engine.conftest import Engine, EngineFactory, eventually, module_globals, write_app
 
 SCHEMA = """
@@ -316,3 +318,61 @@ async def test_a_query_failed_by_storage_trouble_is_retried_without_a_commit(
     )
     assert value_of(query) == []
     assert harness.manager.steps > steps
+
+
+async def run_session(harness: Harness, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A SyncSession fed ``frames``; what it sent once every mutation was answered."""
+    sent: list[dict[str, Any]] = []
+    verifier = TokenVerifier([])
+    session = SyncSession(
+        manager=harness.manager,
+        runner=harness.engine.runner,
+        authenticator=Authenticator(verifier, AdminKeys(bytes(32))),
+        send=lambda text: _record(sent, text),
+        close=lambda reason: _record(sent, json.dumps({"type": "Closed", "reason": reason})),
+    )
+    done = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        for frame in frames:
+            yield json.dumps(frame)
+        await done.wait()
+
+    run = asyncio.create_task(session.run(source()))
+    mutations = sum(1 for f in frames if f["type"] == "Mutation")
+    await eventually(
+        lambda: sum(1 for f in sent if f["type"] == "MutationResponse") == mutations,
+        what="every MutationResponse",
+    )
+    done.set()
+    await run
+    await verifier.close()
+    return sent
+
+
+async def _record(sent: list[dict[str, Any]], text: str) -> None:
+    sent.append(json.loads(text))
+
+
+async def test_a_first_connection_skips_the_lookup_a_resend_gets_the_first_result(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    find = harness.engine.committer.find_idempotent
+
+    async def counting(key: str) -> Any:
+        lookups.append(key)
+        return await find(key)
+
+    monkeypatch.setattr(harness.engine.committer, "find_idempotent", counting)
+    post = {"type": "Mutation", "requestId": 0, "udfPath": "chat:post"}
+    post["args"] = [{"room": "r", "body": "hi"}]
+    connect = {"type": "Connect", "sessionId": "s1", "connectionCount": 0, "lastCloseReason": None}
+    first = await run_session(harness, [connect, post])
+    assert lookups == []  # request 0 of a first connection: never sent before
+    # The client reconnects and resends it (its reply was lost): looked up, not re-applied.
+    again = await run_session(harness, [{**connect, "connectionCount": 1}, post])
+    assert lookups == ["s1|0"]
+    response = next(f for f in again if f["type"] == "MutationResponse")
+    assert response["result"] == next(f for f in first if f["type"] == "MutationResponse")["result"]
+    assert len(await harness.engine.query("chat:messages", {"room": "r"})) == 1

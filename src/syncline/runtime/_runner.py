@@ -299,13 +299,17 @@ class FunctionRunner:
         identity: Identity,
         *,
         idempotency_key: str | None = None,
+        fresh_key: bool = False,
         from_function: bool = False,
         parent_job_id: str | None = None,
     ) -> MutationResult:
+        """``fresh_key``: the caller knows ``idempotency_key`` was never sent before
+        (a request id above every earlier one, on a session's first connection), so
+        no earlier commit can hold it and nobody looks."""
         deployment, spec = self.resolve(
             ref, FunctionKind.MUTATION, identity, from_function=from_function
         )
-        if idempotency_key is not None:
+        if idempotency_key is not None and not fresh_key:
             earlier = await self._committer.find_idempotent(idempotency_key)
             if earlier is not None:
                 return MutationResult(
@@ -322,7 +326,9 @@ class FunctionRunner:
             )
             return value
 
-        result = await self.transact(body, idempotency_key=idempotency_key, what=path)
+        result = await self.transact(
+            body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
+        )
         result.log_lines = lines
         return result
 
@@ -373,6 +379,7 @@ class FunctionRunner:
         body: Callable[[Transaction, Deployment], Awaitable[Any]],
         *,
         idempotency_key: str | None = None,
+        fresh_key: bool = False,
         what: str = "transaction",
     ) -> MutationResult:
         """Run ``body`` in a transaction and commit it, re-running it on OCC conflicts
@@ -395,7 +402,9 @@ class FunctionRunner:
                     body,
                     key,
                     generated_key=idempotency_key is None,
-                    first_attempt=attempts == 1,
+                    # Only the first attempt's key is surely unsent: a retry may
+                    # follow a commit whose outcome was unknown.
+                    fresh_key=(idempotency_key is None or fresh_key) and attempts == 1,
                 )
             except OccConflictError as exc:
                 if isinstance(exc, CatalogChangedError):
@@ -418,7 +427,7 @@ class FunctionRunner:
         idempotency_key: str,
         *,
         generated_key: bool,
-        first_attempt: bool,
+        fresh_key: bool,
     ) -> MutationResult:
         # The deployment may have changed since the first attempt: use the live one.
         await self._deployments.wait_stable()
@@ -454,8 +463,8 @@ class FunctionRunner:
                 idempotency_key,
                 result_json,
                 catalog_version,
-                # A key made up here and never sent: no earlier commit can hold it.
-                fresh_key=generated_key and first_attempt,
+                # A key never sent before: no earlier commit can hold it.
+                fresh_key=fresh_key,
             )
         )
         if outcome.deduplicated:

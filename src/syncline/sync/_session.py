@@ -82,6 +82,8 @@ class SyncSession:
         self._send = send
         self._close = close
         self.session_id: str | None = None
+        self._fresh_requests = False
+        self._highest_request_id = -1
         self._identity: Identity = ANONYMOUS
         self._query_set_version = 0
         self._identity_version = 0
@@ -191,6 +193,9 @@ class SyncSession:
         if self.session_id is not None:
             raise ProtocolError("Connect was already received on this connection")
         self.session_id = message.session_id
+        # On a session's first connection no request can have been sent before, so
+        # a request id above every earlier one needs no look for an earlier commit.
+        self._fresh_requests = message.connection_count == 0
         if message.max_observed_ts and message.max_observed_ts > self._manager.ts:
             # The client has seen a newer ts than we serve: never show it older data.
             self._min_ts = message.max_observed_ts
@@ -325,9 +330,15 @@ class SyncSession:
 
     async def _run_mutation(self, request: FunctionRequest, identity: Identity) -> str:
         key = f"{self.session_id}|{request.request_id}"
+        fresh = self._fresh_requests and request.request_id > self._highest_request_id
+        self._highest_request_id = max(self._highest_request_id, request.request_id)
         try:
             result = await self._runner.run_mutation(
-                request.udf_path, from_json(request.args), identity, idempotency_key=key
+                request.udf_path,
+                from_json(request.args),
+                identity,
+                idempotency_key=key,
+                fresh_key=fresh,
             )
         except SynclineError as exc:
             # Convex's Rust client completes a mutation that failed with errorData only
