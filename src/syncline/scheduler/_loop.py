@@ -40,6 +40,8 @@ _RECENT = 10_000
 _SWEEP_BATCH = 500
 _CLOCK_JUMP_MS = 1000.0
 """A wall clock that moved back more than this between scans jumped."""
+_PEEK_INTERVAL_SECONDS = 0.01
+"""Least time between two looks at the commit log for job writes."""
 _COMMIT_PEEK = 1000
 """Commit-log rows read to see whether jobs or crons were written."""
 _START_CHUNK = 32
@@ -104,6 +106,7 @@ class JobScheduler:
         """Commits were notified since the last look at the commit log."""
         self._position = 0
         """The commit-log ts up to which commits were looked at."""
+        self._last_peek = 0.0
         self._crons_stale = True
         self._running: dict[str, asyncio.Task[None]] = {}
         self._finished_at: dict[str, int] = {}
@@ -204,7 +207,13 @@ class JobScheduler:
                     await replan_crons(self._runner, clock_ms=self._clock_ms)
                     self._replan_crons = False
                 if not self._rescan and self._commits_seen:
+                    # Under a steady stream of commits, look at most every
+                    # _PEEK_INTERVAL: one read covers every commit since.
+                    pause = self._last_peek + _PEEK_INTERVAL_SECONDS - time.monotonic()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
                     self._commits_seen = False
+                    self._last_peek = time.monotonic()
                     self._rescan = await self._job_tables_written()
                 if self._rescan:
                     self._rescan = False
