@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--data", type=Path, required=True, help="the deployment's data directory")
     key.add_argument("--name", default="default", help="a name for the key (letters, digits, -_)")
     key.add_argument(
+        "--revoke",
+        metavar="NAME",
+        help="revoke the keys named NAME instead (servers using this data directory "
+        "refuse them at once)",
+    )
+    key.add_argument(
         "--scope",
         help="comma-separated: deploy, read (internal queries), run (any internal function); "
         "default: all",
@@ -118,9 +124,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _admin_key(args: argparse.Namespace) -> int:
-    from syncline.auth import AdminKeys, load_or_create_instance_secret
+    from syncline.auth import (
+        REVOKED_KEYS_FILENAME,
+        AdminKeys,
+        RevocationList,
+        load_or_create_instance_secret,
+    )
 
     try:
+        if args.revoke:
+            if not args.data.is_dir():
+                raise SynclineError(f"no data directory {args.data}")
+            RevocationList(args.data / REVOKED_KEYS_FILENAME).revoke(args.revoke)
+            print(f"revoked admin keys named {args.revoke}")
+            return 0
         scopes = [x.strip() for x in args.scope.split(",")] if args.scope else None
         print(AdminKeys(load_or_create_instance_secret(args.data)).issue(args.name, scopes))
     except SynclineError as exc:

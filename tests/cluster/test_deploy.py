@@ -215,3 +215,18 @@ async def test_a_deployed_auth_config_checks_tokens_without_a_restart(
     assert code == 0, err
     status, body = await whoami()
     assert (status, body.get("value")) == (200, "ada")
+
+
+async def test_a_revoked_admin_key_cannot_deploy(
+    make_sync_node: SyncNodeFactory, make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    revoked = tmp_path / "revoked_admin_keys"
+    await make_sync_node(admin_secret=SECRET, revoked_admin_keys_file=revoked)
+    gateway = await make_gateway()
+    v2 = version_two(tmp_path / "v2")
+    key = AdminKeys(SECRET).issue("ci")
+    code, _, err = await deploy(v2, gateway, "--dry-run", key=key)
+    assert code == 0, err
+    revoked.write_text("ci\n")
+    code, _, err = await deploy(v2, gateway, "--dry-run", key=key)
+    assert code == 1 and "HTTP 401" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -453,3 +454,39 @@ async def test_paginated_subscription_stays_gapless(
     await add("z")
     with pytest.raises(TimeoutError):
         await session.receive_type("Transition", timeout=0.5)
+
+
+async def test_a_revoked_admin_key_is_refused_at_once_and_others_still_work(
+    dev_server: DevServer,
+) -> None:
+    async def secret(key: str) -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{dev_server.url}/api/query",
+                json={"path": "errors:secret", "args": {}},
+                headers={"Authorization": f"Convex {key}"},
+            ) as response,
+        ):
+            return response.status
+
+    async def cli(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "syncline",
+            "admin-key",
+            "--data",
+            str(dev_server.data_dir),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        assert process.returncode == 0
+        return out.decode().strip()
+
+    ci, ops = await cli("--name", "ci", "--scope", "read"), await cli("--name", "ops")
+    assert await secret(ci) == 200 and await secret(ops) == 200
+    assert "revoked" in await cli("--revoke", "ci")
+    assert await secret(ci) == 401
+    assert await secret(ops) == 200

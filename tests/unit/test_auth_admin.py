@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from syncline._errors import ConfigError
-from syncline.auth import AdminKeys, load_or_create_instance_secret
+from syncline.auth import AdminKeys, RevocationList, load_or_create_instance_secret
 
 SECRET = bytes(range(32))
 
@@ -136,3 +136,19 @@ def test_a_scoped_key_allows_only_its_scopes_and_cannot_be_widened() -> None:
         keys.issue("x", ["admin"])
     with pytest.raises(ConfigError, match="got none"):
         keys.issue("x", [])
+
+
+def test_a_key_named_in_the_revocation_file_stops_verifying_at_once(tmp_path: Path) -> None:
+    revoked = RevocationList(tmp_path / "revoked_admin_keys")
+    keys = AdminKeys(SECRET, revoked)
+    ci, ops = keys.issue("ci", ["deploy"]), keys.issue("ops")
+    assert keys.verify(ci) and keys.verify(ops)
+    revoked.revoke("ci")
+    revoked.revoke("ci")  # once is enough
+    assert not keys.verify(ci) and keys.verify(ops)
+    assert (tmp_path / "revoked_admin_keys").read_text() == "ci\n"
+    # Edited by hand (or a mounted ConfigMap replaced): read again.
+    (tmp_path / "revoked_admin_keys").write_text("# ops left\nops  # laptop lost\n")
+    assert keys.verify(ci) and not keys.verify(ops)
+    with pytest.raises(ConfigError, match="not a valid key name"):
+        revoked.revoke("a b")

@@ -2,8 +2,9 @@
 
 A full key is ``syncline-admin|<name>|<hex HMAC-SHA256(secret, name)>``; a scoped
 one is ``syncline-admin|<name>|<scopes>|<hex HMAC-SHA256(secret, name|scopes)>``,
-so any number can be issued (one per operator or CI job) without storing them,
-and all are revoked together by replacing the secret. Scopes:
+so any number can be issued (one per operator or CI job) without storing them.
+One key is revoked by listing its name in a revocation file (``RevocationList``);
+all are revoked together by replacing the secret. Scopes:
 
 - ``deploy``: push new versions of the app;
 - ``read``: call internal queries (read data the public functions do not expose);
@@ -25,6 +26,8 @@ from syncline._errors import ConfigError
 
 #: File, in the data directory, holding the instance secret.
 INSTANCE_SECRET_FILENAME = "instance_secret"
+#: File, in the data directory, naming revoked admin keys (one name per line).
+REVOKED_KEYS_FILENAME = "revoked_admin_keys"
 #: Length of the instance secret in bytes.
 INSTANCE_SECRET_BYTES = 32
 _PREFIX = "syncline-admin"
@@ -67,13 +70,55 @@ def _create_secret_file(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+class RevocationList:
+    """The names of revoked admin keys, one per line in a file (``#`` starts a
+    comment). Read again whenever the file changes, so a revocation takes effect
+    without a restart (a Kubernetes ConfigMap mounted as a file works too)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._names: frozenset[str] = frozenset()
+
+    def names(self) -> frozenset[str]:
+        if self.path is None:
+            return frozenset()
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._names = None, frozenset()
+            return self._names
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            lines = self.path.read_text(errors="replace").splitlines()
+            self._names = frozenset(
+                name for line in lines if (name := line.split("#", 1)[0].strip())
+            )
+            self._stamp = stamp
+        return self._names
+
+    def revoke(self, name: str) -> None:
+        """Add ``name`` to the file (made, mode 0o600, if missing)."""
+        if self.path is None:
+            raise ConfigError("no revocation file is configured")
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"admin key name {name!r} is not a valid key name")
+        if name in self.names():
+            return
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "a") as file:
+            file.write(f"{name}\n")
+
+
 class AdminKeys:
     """Issues and verifies admin keys for one instance secret."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, revoked: RevocationList | None = None) -> None:
+        """``revoked``: keys whose names it lists no longer verify."""
         if len(secret) < INSTANCE_SECRET_BYTES:
             raise ConfigError(f"admin key secret must be at least {INSTANCE_SECRET_BYTES} bytes")
         self._secret = secret
+        self._revoked = revoked or RevocationList(None)
 
     def issue(self, name: str = "default", scopes: Iterable[str] | None = None) -> str:
         """A new admin key labelled ``name`` (``[A-Za-z0-9_-]{1,64}``), allowed
@@ -112,7 +157,9 @@ class AdminKeys:
             return None
         if prefix != _PREFIX or not _NAME.fullmatch(name) or len(digest) != _DIGEST_HEX_CHARS:
             return None
-        return allowed if hmac.compare_digest(self._digest(signed), digest) else None
+        if not hmac.compare_digest(self._digest(signed), digest):
+            return None
+        return None if name in self._revoked.names() else allowed
 
     def verify(self, key: str) -> bool:
         """Whether ``key`` was issued from this secret; never raises."""

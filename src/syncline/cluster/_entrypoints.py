@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from syncline.cluster._gateway import Gateway, GatewayConfig
 from syncline.cluster._regional_storage import RegionalStorage
@@ -88,6 +89,13 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         "to the primary region); repeatable (SYNCLINE_TXN_ROUTES, comma-separated)",
     )
     parser.add_argument(
+        "--revoked-admin-keys-file",
+        type=Path,
+        default=_env("REVOKED_ADMIN_KEYS_FILE"),
+        help="file naming revoked admin keys, one per line; read again when it changes "
+        "(SYNCLINE_REVOKED_ADMIN_KEYS_FILE)",
+    )
+    parser.add_argument(
         "--primary-pg-dsn",
         default=_env("PRIMARY_PG_DSN"),
         help="the primary's PostgreSQL, when --pg-dsn is a region's replica: reads move "
@@ -124,6 +132,7 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         admin_secret=_admin_secret(parser),
         txn_routes=routes,
         commit_timeout_seconds=args.commit_timeout,
+        revoked_admin_keys_file=args.revoked_admin_keys_file,
     )
     if args.max_replica_lag <= 0:
         parser.error("--max-replica-lag must be > 0")

@@ -26,7 +26,7 @@ import grpc
 import psycopg
 
 from syncline._errors import SynclineError
-from syncline.auth import AdminKeys, load_or_create_instance_secret
+from syncline.auth import REVOKED_KEYS_FILENAME, AdminKeys, load_or_create_instance_secret
 from syncline.cluster._local_regions import LinkSpec, LocalRegion, RegionSpec
 from syncline.devservers import LocalPostgres, LocalRedis, LocalServer, LocalZooKeeper, free_port
 from syncline.devservers._process import clean_environment, read_pid_file, spawn
@@ -291,6 +291,8 @@ class LocalCluster:
         env: dict[str, str] = {}
         if spec.role == "sync":
             flags += ["--region", spec.region or self.state.region]
+            # `syncline admin-key --data DATA --revoke NAME` revokes a key at once.
+            flags += ["--revoked-admin-keys-file", str(self.data_dir / REVOKED_KEYS_FILENAME)]
             env["SYNCLINE_ADMIN_SECRET"] = self._secret.hex()
             if region is not None:
                 txn = {

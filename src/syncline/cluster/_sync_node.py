@@ -32,6 +32,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,7 +48,7 @@ from syncline._errors import (
     UnavailableError,
 )
 from syncline.app import load_app
-from syncline.auth import AdminKeys, AuthProvider, TokenVerifier
+from syncline.auth import AdminKeys, AuthProvider, RevocationList, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._mux import serve_sessions
@@ -96,6 +97,8 @@ class SyncConfig(NodeConfig):
     commit_timeout_seconds: float = 30.0
     """How long (> 0) a mutation waits for a txn leader before failing as unavailable
     (a failover, or a region cut off from the primary)."""
+    revoked_admin_keys_file: Path | None = None
+    """Names of revoked admin keys, one per line; read again when it changes."""
     admin_secret: bytes | None = field(default=None, repr=False)
     """The deployment's instance secret (>= 32 bytes), from which admin keys are
     issued and checked; every node of a deployment needs the same one. None: a
@@ -216,7 +219,7 @@ class SyncNode:
                 "no admin secret configured (SYNCLINE_ADMIN_SECRET): using a random one; "
                 "admin keys issued by other nodes will not work on this node"
             )
-        self.admin_keys = AdminKeys(secret)
+        self.admin_keys = AdminKeys(secret, RevocationList(config.revoked_admin_keys_file))
 
         await self.storage.open()
         self._committer = RemoteCommitter(

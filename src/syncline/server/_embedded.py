@@ -18,7 +18,13 @@ from pathlib import Path
 from aiohttp import web
 
 from syncline.app import App, load_app
-from syncline.auth import AdminKeys, TokenVerifier, load_or_create_instance_secret
+from syncline.auth import (
+    REVOKED_KEYS_FILENAME,
+    AdminKeys,
+    RevocationList,
+    TokenVerifier,
+    load_or_create_instance_secret,
+)
 from syncline.runtime import (
     Deployment,
     DeploymentManager,
@@ -107,7 +113,10 @@ class EmbeddedServer:
             return
         install_print_capture()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_keys = AdminKeys(load_or_create_instance_secret(self.config.data_dir))
+        self.admin_keys = AdminKeys(
+            load_or_create_instance_secret(self.config.data_dir),
+            RevocationList(self.config.data_dir / REVOKED_KEYS_FILENAME),
+        )
         await self.storage.open()
         try:
             await self.committer.start()
