@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
-import syncline.auth
 from syncline._errors import ConfigError
 from syncline.auth import CustomJwtProvider, OidcProvider, load_auth_config, parse_providers
 
 _JWKS_DATA_URI = "data:application/json," + '{"keys":[]}'
-
-
-def test_package_exports_a_sorted_all_of_existing_names() -> None:
-    assert syncline.auth.__all__ == sorted(syncline.auth.__all__)
-    assert all(hasattr(syncline.auth, name) for name in syncline.auth.__all__)
 
 
 def test_oidc_entry_becomes_an_oidc_provider(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "package", ["syncline.cluster", "syncline.jobs", "syncline.storage", "syncline.sync"]
+    "package",
+    ["syncline.auth", "syncline.cluster", "syncline.jobs", "syncline.storage", "syncline.sync"],
 )
 def test_all_is_sorted_and_complete(package: str) -> None:
     module = importlib.import_module(package)
