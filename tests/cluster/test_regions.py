@@ -55,14 +55,19 @@ class Replica:
     """The replication link: the replica reaches the primary through it."""
 
     async def caught_up(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = await replica_status(self.primary_dsn, self.dsn, REGION)
-            if status.copied and not status.behind:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the replica did not catch up: {status}")
-            await asyncio.sleep(0.05)
+        await caught_up(self.primary_dsn, self.dsn, REGION, timeout=timeout)
+
+
+async def caught_up(primary_dsn: str, dsn: str, region: str, *, timeout: float = 30.0) -> None:
+    """Wait until the replica copied the primary and has its newest commit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await replica_status(primary_dsn, dsn, region)
+        if status.copied and not status.behind:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the replica did not catch up: {status}")
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -238,14 +243,9 @@ async def test_adding_a_region_to_a_live_cluster_copies_then_follows_and_removin
         dsn = await server.create_database("late")
         await add_replica(pg_dsn, dsn, "ap-south")
         await add_replica(pg_dsn, dsn, "ap-south")  # idempotent
-        deadline = time.monotonic() + 30
-        while not (status := await replica_status(pg_dsn, dsn, "ap-south")).copied or status.behind:
-            assert time.monotonic() < deadline, status
-            await asyncio.sleep(0.05)
+        await caught_up(pg_dsn, dsn, "ap-south")
         await runner.mutation("bank:increment", {"name": "a"})
-        while (await replica_status(pg_dsn, dsn, "ap-south")).behind:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await caught_up(pg_dsn, dsn, "ap-south")
         assert await rows(dsn, "documents", "id") == await rows(pg_dsn, "documents", "id")
         assert "syncline_ap_south" in await slots(pg_dsn)
         await remove_replica(pg_dsn, "ap-south", replica_dsn=dsn)

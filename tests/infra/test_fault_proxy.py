@@ -13,14 +13,15 @@ from syncline._errors import ConfigError
 from syncline.devservers import FaultProxy, LocalFaultProxy, free_port
 
 
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
 @pytest.fixture
 async def proxy() -> AsyncIterator[FaultProxy]:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     front = FaultProxy(server.sockets[0].getsockname()[1])
     await front.start()
@@ -91,12 +92,6 @@ async def test_reset_aborts_every_connection(proxy: FaultProxy) -> None:
 
 
 async def test_as_a_process_it_is_controlled_over_http(tmp_path: Path) -> None:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     upstream = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
     link = LocalFaultProxy(tmp_path, port=free_port(), upstream=upstream, control_port=free_port())

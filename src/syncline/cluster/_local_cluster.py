@@ -29,7 +29,7 @@ from syncline._errors import SynclineError
 from syncline.auth import REVOKED_KEYS_FILENAME, AdminKeys, load_or_create_instance_secret
 from syncline.cluster._local_regions import LinkSpec, LocalRegion, RegionSpec
 from syncline.devservers import LocalPostgres, LocalRedis, LocalServer, LocalZooKeeper, free_port
-from syncline.devservers._process import clean_environment, read_pid_file, spawn
+from syncline.devservers._process import PidFileServer, clean_environment, spawn
 from syncline.storage._replication import subscription_name
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
@@ -121,7 +121,7 @@ def _region_spec(name: str, state: ClusterState) -> RegionSpec:
     return RegionSpec(name, links=links)
 
 
-class LocalService(LocalServer):
+class LocalService(PidFileServer):
     """One ``python -m syncline.cluster ROLE`` process, with its log and pid file."""
 
     _marker = "syncline.cluster"
@@ -154,15 +154,6 @@ class LocalService(LocalServer):
         argv = [sys.executable, "-m", "syncline.cluster", self.spec.role, *self._flags]
         env = clean_environment({**self._env, "PYTHONUNBUFFERED": "1"})
         return spawn(argv, log=log, cwd=self._data_dir, env=env)
-
-    def _after_spawn(self, pid: int) -> None:
-        self._pid_file.write_text(f"{pid}\n")
-
-    def _after_stop(self) -> None:
-        self._pid_file.unlink(missing_ok=True)
-
-    def _pid_from_file(self) -> int | None:
-        return read_pid_file(self._pid_file, self._marker)
 
     async def health(self) -> pb.HealthResponse | None:
         async with grpc.aio.insecure_channel(self.address) as channel:

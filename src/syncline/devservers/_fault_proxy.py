@@ -34,7 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from syncline._errors import ConfigError
-from syncline.devservers._process import LocalServer, clean_environment, read_pid_file, spawn
+from syncline.devservers._process import PidFileServer, clean_environment, spawn
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class LocalFaultProxy(LocalServer):
+class LocalFaultProxy(PidFileServer):
     """A fault proxy process (a link between regions), with its pid file and log."""
 
     _name = "fault proxy"
@@ -302,15 +302,6 @@ class LocalFaultProxy(LocalServer):
         argv += ["--upstream", self.upstream, "--control-port", str(self.control_port)]
         argv += ["--delay-ms", str(self._delay_ms)]
         return spawn(argv, log=log, cwd=self._data_dir, env=clean_environment())
-
-    def _after_spawn(self, pid: int) -> None:
-        self._pid_file.write_text(f"{pid}\n")
-
-    def _after_stop(self) -> None:
-        self._pid_file.unlink(missing_ok=True)
-
-    def _pid_from_file(self) -> int | None:
-        return read_pid_file(self._pid_file, self._marker)
 
     async def _ready(self) -> bool:
         try:

@@ -397,3 +397,22 @@ async def probe_tcp(port: int, request: bytes, *, read_all: bool) -> bytes:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+class PidFileServer(LocalServer):
+    """A server that does not write its own pid file: this class writes it (in
+    ``_pid_file``) when the process starts, and removes it when it stops."""
+
+    @property
+    @abc.abstractmethod
+    def _pid_file(self) -> Path:
+        """Where the pid is recorded, for later processes to find the server."""
+
+    def _after_spawn(self, pid: int) -> None:
+        self._pid_file.write_text(f"{pid}\n")
+
+    def _after_stop(self) -> None:
+        self._pid_file.unlink(missing_ok=True)
+
+    def _pid_from_file(self) -> int | None:
+        return read_pid_file(self._pid_file, self._marker)

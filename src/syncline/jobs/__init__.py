@@ -27,6 +27,9 @@ from syncline.jobs._tables import (
     CRON_JOBS,
     SCHEDULED_FUNCTIONS,
     SYSTEM_TABLES,
+    job_table_index_ids,
+    read_system_tables,
+    system_reader,
 )
 
 __all__ = [
@@ -51,8 +54,11 @@ __all__ = [
     "cancel_job",
     "cron_jobs",
     "insert_job",
+    "job_table_index_ids",
     "read_job",
+    "read_system_tables",
     "schedulable",
     "set_state",
     "state_of",
+    "system_reader",
 ]

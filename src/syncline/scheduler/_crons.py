@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from syncline._errors import SynclineError
-from syncline.database import DatabaseReader, PaginationJournal, Transaction
+from syncline.database import Transaction
 from syncline.jobs import (
     BY_NAME,
     CRON_JOBS,
@@ -22,6 +22,7 @@ from syncline.jobs import (
     Schedule,
     insert_job,
     schedulable,
+    system_reader,
 )
 from syncline.runtime import Deployment, FunctionRunner
 from syncline.scheduler._execute import Clock
@@ -61,7 +62,7 @@ async def reconcile_crons(runner: FunctionRunner, *, clock_ms: Clock) -> int:
         table = tx.model.table(CRON_JOBS)
         if table is None:
             raise SynclineError("this deployment has no cron table; deploy again")
-        db = DatabaseReader(tx, PaginationJournal(), system=True)
+        db = system_reader(tx)
         existing = await db.query(CRON_JOBS).with_index(BY_NAME).collect()
         seen: set[str] = set()
         for cron in existing:
@@ -127,7 +128,7 @@ async def replan_crons(runner: FunctionRunner, *, clock_ms: Clock) -> int:
         nonlocal moved
         moved = 0
         now = clock_ms()
-        db = DatabaseReader(tx, PaginationJournal(), system=True)
+        db = system_reader(tx)
         for cron in await db.query(CRON_JOBS).with_index(BY_NAME).collect():
             first = schedule_of(cron).first_run_ms(now)
             if float(cron["nextRunTime"]) > first:

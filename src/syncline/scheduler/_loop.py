@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syncline.database import DatabaseReader, PaginationJournal, Transaction
+from syncline.database import Transaction
 from syncline.jobs import (
     BY_NEXT_RUN,
     BY_STATE,
@@ -27,6 +27,8 @@ from syncline.jobs import (
     FINISHED,
     SCHEDULED_FUNCTIONS,
     JobState,
+    job_table_index_ids,
+    read_system_tables,
 )
 from syncline.runtime import Deployment, FunctionRunner
 from syncline.scheduler._crons import fire_cron, reconcile_crons, replan_crons
@@ -232,11 +234,7 @@ class JobScheduler:
         now = self._clock_ms()
         full_pass = False
         async with self._storage.snapshot() as snapshot:
-            db = DatabaseReader(
-                Transaction(snapshot, deployment.model, read_only=True),
-                PaginationJournal(),
-                system=True,
-            )
+            db = read_system_tables(snapshot, deployment.model)
             due: list[Document] = []
             # Resume after the last job started, so the jobs still running at the
             # front of the range are not read again on every wake-up; start over
@@ -311,13 +309,7 @@ class JobScheduler:
         self._position = commits[-1].ts
         if len(commits) == _COMMIT_PEEK:
             return True  # a lot happened: just look
-        model = self._runner.current_deployment.model
-        watched = {
-            index.index_id
-            for name in (SCHEDULED_FUNCTIONS, CRON_JOBS)
-            if (table := model.table(name)) is not None
-            for index in table.indexes.values()
-        }
+        watched = job_table_index_ids(self._runner.current_deployment.model)
         return any(index_id in watched for c in commits for index_id, _ in c.keys)
 
     def _start_job(self, job: Document, now: float, seen_ts: int) -> None:
@@ -387,11 +379,7 @@ class JobScheduler:
         await self._runner.wait_for_stable_deployment()
         deployment = self._runner.current_deployment
         async with self._storage.snapshot() as snapshot:
-            db = DatabaseReader(
-                Transaction(snapshot, deployment.model, read_only=True),
-                PaginationJournal(),
-                system=True,
-            )
+            db = read_system_tables(snapshot, deployment.model)
 
             def in_state(q: Any) -> Any:
                 q = q.eq("state.kind", state.value)

@@ -66,6 +66,11 @@ async def _autocommit(dsn: str) -> psycopg.AsyncConnection[Any]:
         raise UnavailableError(f"cannot reach PostgreSQL: {exc}".strip()) from exc
 
 
+async def _has_subscription(conn: psycopg.AsyncConnection[Any], name: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,))
+    return await cur.fetchone() is not None
+
+
 async def ensure_publication(primary_dsn: str) -> None:
     """Create the primary's publication of Syncline's replicated tables (migrating
     the primary first), or add any table it lacks."""
@@ -116,10 +121,7 @@ async def add_replica(
     await storage.close()
     conn = await _autocommit(replica_dsn)
     async with conn:
-        exists = await (
-            await conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,))
-        ).fetchone()
-        if exists is not None:
+        if await _has_subscription(conn, name):
             await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
             return
         for table in REPLICATED_TABLES:
@@ -152,10 +154,7 @@ async def remove_replica(primary_dsn: str, region: str, *, replica_dsn: str | No
     if replica_dsn is not None:
         conn = await _autocommit(replica_dsn)
         async with conn:
-            exists = await (
-                await conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,))
-            ).fetchone()
-            if exists is not None:
+            if await _has_subscription(conn, name):
                 await conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
     conn = await _autocommit(primary_dsn)
     async with conn:
@@ -178,10 +177,7 @@ async def promote_replica(replica_dsn: str, region: str) -> None:
     name = subscription_name(region)
     conn = await _autocommit(replica_dsn)
     async with conn:
-        exists = await (
-            await conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,))
-        ).fetchone()
-        if exists is None:
+        if not await _has_subscription(conn, name):
             return
         subscription = sql.Identifier(name)
         await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(subscription))
@@ -196,42 +192,34 @@ async def replica_status(primary_dsn: str, replica_dsn: str, region: str) -> Rep
     name = subscription_name(region)
     conn = await _autocommit(primary_dsn)
     async with conn:
-        primary_ts = await (
-            await conn.execute("SELECT COALESCE(MAX(ts), 0) FROM commit_log")
-        ).fetchone()
-        lag = await (
+        primary = await (
             await conn.execute(
-                "SELECT state, EXTRACT(EPOCH FROM replay_lag) * 1000 "
-                "FROM pg_stat_replication WHERE application_name = %s",
-                (name,),
+                "SELECT (SELECT COALESCE(MAX(ts), 0) FROM commit_log), "
+                "(SELECT state FROM pg_stat_replication WHERE application_name = %(name)s), "
+                "(SELECT EXTRACT(EPOCH FROM replay_lag) * 1000 FROM pg_stat_replication "
+                "WHERE application_name = %(name)s)",
+                {"name": name},
             )
         ).fetchone()
     conn = await _autocommit(replica_dsn)
     async with conn:
-        applied = await (
-            await conn.execute("SELECT COALESCE(MAX(ts), 0) FROM commit_log")
-        ).fetchone()
-        copying = await (
+        replica = await (
             await conn.execute(
-                "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s "
-                "ON s.oid = r.srsubid WHERE s.subname = %s AND r.srsubstate NOT IN ('r', 's')",
+                "SELECT (SELECT COALESCE(MAX(ts), 0) FROM commit_log), count(*), "
+                "count(*) FILTER (WHERE r.srsubstate NOT IN ('r', 's')) "
+                "FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid "
+                "WHERE s.subname = %s",
                 (name,),
             )
         ).fetchone()
-        subscribed = await (
-            await conn.execute(
-                "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s "
-                "ON s.oid = r.srsubid WHERE s.subname = %s",
-                (name,),
-            )
-        ).fetchone()
-    assert primary_ts is not None and applied is not None
-    assert copying is not None and subscribed is not None
+    assert primary is not None and replica is not None
+    primary_ts, state, lag_ms = primary
+    applied, subscribed, copying = replica
     return ReplicaStatus(
         region=region,
-        applied_ts=int(applied[0]),
-        primary_ts=int(primary_ts[0]),
-        copied=int(subscribed[0]) > 0 and int(copying[0]) == 0,
-        streaming=lag is not None and lag[0] == "streaming",
-        replay_lag_ms=float(lag[1]) if lag is not None and lag[1] is not None else None,
+        applied_ts=int(applied),
+        primary_ts=int(primary_ts),
+        copied=int(subscribed) > 0 and int(copying) == 0,
+        streaming=state == "streaming",
+        replay_lag_ms=float(lag_ms) if lag_ms is not None else None,
     )
