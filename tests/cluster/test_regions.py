@@ -308,7 +308,8 @@ async def test_replication_resumes_after_the_primary_restarts_with_no_commit_los
             await postgres_server.restart(mode="immediate")
         # Mutations wait out the restart (the runner retries), then commit once each.
         request_id = await us.mutate("bank:increment", {"name": "r"})
-        assert (await us.mutation_response(request_id, timeout=60))["success"] is True
+        response = await us.mutation_response(request_id, timeout=60)
+        assert response["success"] is True, response
     await eu.wait_value(0, 20.0, timeout=60)
     await replica.caught_up(timeout=60)
     for table, key in (

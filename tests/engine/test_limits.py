@@ -112,3 +112,19 @@ async def test_waiting_for_storage_does_not_count_against_the_time_limit(
     monkeypatch.setattr(DeferredSnapshot, "get", slow)
     await engine.mutation("items:touch_each", {"ids": ids * 1})  # 0.3 s of storage waits
     assert await engine.query("items:all_items") == 4
+
+
+async def test_one_storage_wait_longer_than_the_time_limit_does_not_count(
+    make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await engine_with(make_engine, tmp_path, max_execution_seconds=0.2)
+    ids = (await engine.mutation("items:insert", {"count": 1.0})).value
+    slow_get = DeferredSnapshot.get
+
+    async def restarting(self: DeferredSnapshot, doc_id: str) -> Any:
+        await asyncio.sleep(0.5)  # the database restarting under one read
+        return await slow_get(self, doc_id)
+
+    monkeypatch.setattr(DeferredSnapshot, "get", restarting)
+    await engine.mutation("items:touch_each", {"ids": ids})
+    assert await engine.query("items:all_items") == 2

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from syncline._errors import DocumentNotFoundError, LimitExceededError, ValidationError
 from syncline.database._limits import TransactionLimits
@@ -40,6 +41,17 @@ class _PendingWrite:
 DEFAULT_LIMITS = TransactionLimits()
 
 
+T = TypeVar("T")
+
+
+class IoClock(Protocol):
+    """A running time limit that storage waits do not count against."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
 class ReadOnlyError(ValidationError):
     code = "ReadOnly"
 
@@ -65,8 +77,10 @@ class Transaction:
         self._written_total = 0
         self.io_seconds = 0.0
         """Time spent waiting for storage (not the function's own time)."""
-        self.on_io: Callable[[float], None] | None = None
-        """Told of each storage wait, so a time limit can leave it out."""
+        self.io_clock: IoClock | None = None
+        """Paused while the transaction waits for storage, so a time limit leaves
+        those waits out (even one that lasts, as while the database restarts)."""
+        self._io_depth = 0
         self._writes: dict[str, _PendingWrite] = {}
         self._assumed: dict[str, Document] = {}
         self.read_ts: int | None = None
@@ -91,9 +105,7 @@ class Transaction:
         if assumed is not None:
             return copy.deepcopy(assumed)
         self._read_document()
-        started = time.monotonic()
-        doc = await self.snapshot.get(doc_id)
-        self._waited(time.monotonic() - started)
+        doc = await self._storage(self.snapshot.get(doc_id))
         if doc is not None and doc.get("_id") != doc_id:
             return None
         return doc
@@ -142,11 +154,11 @@ class Transaction:
                 ]
                 pending_version = self._write_version
             if not buffer and not exhausted:
-                started = time.monotonic()
-                rows = await self.snapshot.scan(
-                    index.index_id, page_start, page_end, descending=descending, limit=page_size
+                rows = await self._storage(
+                    self.snapshot.scan(
+                        index.index_id, page_start, page_end, descending=descending, limit=page_size
+                    )
                 )
-                self._waited(time.monotonic() - started)
                 exhausted = len(rows) < page_size
                 if rows:
                     if descending:
@@ -192,10 +204,21 @@ class Transaction:
         else:
             recorded.end = end
 
-    def _waited(self, seconds: float) -> None:
-        self.io_seconds += seconds
-        if self.on_io is not None:
-            self.on_io(seconds)
+    async def _storage(self, call: Awaitable[T]) -> T:
+        """Await a storage call with the time limit's clock paused."""
+        clock = self.io_clock
+        self._io_depth += 1
+        if clock is not None and self._io_depth == 1:
+            clock.pause()
+        started = time.monotonic()
+        try:
+            return await call
+        finally:
+            self._io_depth -= 1
+            if self._io_depth == 0:
+                self.io_seconds += time.monotonic() - started
+                if clock is not None:
+                    clock.resume()
 
     def _read_interval(self, index_id: int, interval: Interval) -> Interval:
         if len(self.reads) >= self.limits.max_read_intervals:

@@ -104,6 +104,26 @@ class RunnerConfig:
     counted (None: no limit). Actions have none."""
 
 
+class _PausableDeadline:
+    """An ``asyncio.timeout`` that stops running while paused (``IoClock``)."""
+
+    def __init__(self, deadline: asyncio.Timeout) -> None:
+        self._deadline = deadline
+        self._remaining: float | None = None
+
+    def pause(self) -> None:
+        when = self._deadline.when()
+        if when is not None:
+            self._remaining = when - asyncio.get_running_loop().time()
+            self._deadline.reschedule(None)
+
+    def resume(self) -> None:
+        if self._remaining is not None:
+            loop_now = asyncio.get_running_loop().time()
+            self._deadline.reschedule(loop_now + self._remaining)
+            self._remaining = None
+
+
 def _admin_may_call(identity: Identity, kind: FunctionKind) -> bool:
     """Internal functions: any with the ``run`` scope, queries with ``read`` too."""
     return identity.can("run") or (kind is FunctionKind.QUERY and identity.can("read"))
@@ -205,18 +225,12 @@ class FunctionRunner:
         started = time.monotonic()
         try:
             async with asyncio.timeout(limit) as deadline:
-
-                def extend(seconds: float) -> None:
-                    when = deadline.when()
-                    if when is not None:
-                        deadline.reschedule(when + seconds)
-
-                tx.on_io = extend
+                tx.io_clock = _PausableDeadline(deadline)
                 value = await self._call(spec, ctx, args)
         except TimeoutError:
             raise _too_long(spec, limit) from None
         finally:
-            tx.on_io = None
+            tx.io_clock = None
         # Code that never awaits cannot be interrupted; it still fails afterwards.
         if time.monotonic() - started - tx.io_seconds > limit:
             raise _too_long(spec, limit)
