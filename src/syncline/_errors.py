@@ -22,6 +22,8 @@ status and Convex wire errors in one table (:data:`HTTP_STATUS_BY_CODE`).
     ├── ConfigError              an app's configuration (auth_config.py, CLI flags) is invalid
     ├── ProtocolError            malformed frame or request body, bad version chain
     ├── RequestTooLargeError     a request body or frame over the limit
+    ├── LimitExceededError       a function went past an execution limit
+    ├── PresenceError            ctx.presence used without a store or a session
     └── AppError                 raised by application code, data reaches clients
 """
 
@@ -135,6 +137,13 @@ class LimitExceededError(SynclineError):
     code = "LimitExceeded"
 
 
+class PresenceError(SynclineError):
+    """``ctx.presence`` used where it cannot work: no presence store on this server,
+    or a join or leave without a client session to act as."""
+
+    code = "PresenceUnavailable"
+
+
 class AppError(SynclineError):
     """Raise from a function to send structured ``data`` to the client.
 
@@ -173,4 +182,5 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     UnavailableError.code: 503,
     AppError.code: 560,
     LimitExceededError.code: 560,
+    PresenceError.code: 560,
 }

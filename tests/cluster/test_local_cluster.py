@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from convex import ConvexClient
 
+from syncline.client import Client
 from syncline.devservers._process import pid_alive
 from tests.cluster.conftest import BANK
 from tests.fixtures.node_driver import NodeDriver
@@ -190,3 +192,37 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
         if event.get("sub") == subs["ap-southeast"]:
             seen.append(event["value"])
     assert seen and seen[-1] == 2.0
+
+    # Presence spans the regions: members joining through the npm client, the PyPI
+    # client and syncline.Client, each in its own region, are seen in every region,
+    # and a client that leaves is gone everywhere.
+    room = {"room": "map"}
+    presence = {
+        region: await node.call("subscribe", client=region, path="presence:members", args=room)
+        for region in regions
+    }
+
+    def states(members: Any) -> list[Any]:
+        return sorted(json.dumps(m["state"], sort_keys=True) for m in members)
+
+    await node.call(
+        "mutation", client="eu-west", path="presence:join", args={**room, "state": {"who": "npm"}}
+    )
+    native = Client(urls["ap-southeast"])
+    await native.connect()
+    try:
+        await native.mutation("presence:join", {**room, "state": {"who": "native"}})
+        pypi = ConvexClient(urls["us-east"])
+        await asyncio.to_thread(pypi.mutation, "presence:join", {**room, "state": {"who": "pypi"}})
+        everyone = states([{"state": {"who": w}} for w in ("native", "npm", "pypi")])
+        await latest_values(
+            node, presence, lambda v: len(v) == 3 and all(states(m) == everyone for m in v.values())
+        )
+        from_native = await native.query("presence:members", room)
+        assert states(from_native) == everyone
+    finally:
+        await native.close()
+    without_native = states([{"state": {"who": w}} for w in ("npm", "pypi")])
+    await latest_values(
+        node, presence, lambda v: all(states(m) == without_native for m in v.values())
+    )

@@ -9,7 +9,14 @@ import pytest
 
 @pytest.mark.parametrize(
     "package",
-    ["syncline.auth", "syncline.cluster", "syncline.jobs", "syncline.storage", "syncline.sync"],
+    [
+        "syncline.auth",
+        "syncline.cluster",
+        "syncline.jobs",
+        "syncline.presence",
+        "syncline.storage",
+        "syncline.sync",
+    ],
 )
 def test_all_is_sorted_and_complete(package: str) -> None:
     module = importlib.import_module(package)

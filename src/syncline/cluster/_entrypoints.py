@@ -29,6 +29,7 @@ from syncline.cluster._service import (
 )
 from syncline.cluster._sync_node import SyncConfig, SyncNode
 from syncline.cluster._txn_node import TxnConfig, TxnNode
+from syncline.presence import PresenceConfig
 from syncline.scheduler import SchedulerConfig
 from syncline.storage import PostgresStorage, Storage
 from syncline.txn import CommitterConfig
@@ -64,6 +65,19 @@ def _admin_secret(parser: argparse.ArgumentParser) -> bytes | None:
     if len(secret) < 32:
         parser.error("SYNCLINE_ADMIN_SECRET must be at least 32 bytes as hex (64 digits)")
     return secret
+
+
+def _pairs(
+    parser: argparse.ArgumentParser, flag: str, values: list[str], form: str
+) -> dict[str, str]:
+    """``KEY=VALUE`` arguments of a repeatable flag, as a dict."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, target = value.partition("=")
+        if not sep or not key or not target:
+            parser.error(f"{flag} {value!r}: expected {form}")
+        pairs[key] = target
+    return pairs
 
 
 def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | None, float]:
@@ -115,16 +129,39 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         help="seconds a mutation waits for a txn leader before failing as unavailable "
         "(SYNCLINE_SYNC_COMMIT_TIMEOUT)",
     )
+    parser.add_argument(
+        "--redis",
+        default=_env("REDIS_URL"),
+        metavar="URL",
+        help="this region's Redis, for presence rooms (SYNCLINE_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--peer-redis",
+        action="append",
+        default=[r for r in (_env("PEER_REDIS") or "").split(",") if r],
+        metavar="REGION=URL",
+        help="another region's Redis, so presence rooms span regions; repeatable "
+        "(SYNCLINE_PEER_REDIS, comma-separated)",
+    )
+    parser.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=float(_env("PRESENCE_TTL") or 10.0),
+        help="seconds a presence member outlives a session that vanished without a word "
+        "(SYNCLINE_PRESENCE_TTL)",
+    )
     args = parser.parse_args(argv)
     require_service_arguments(parser, args)
-    routes: dict[str, str] = {}
-    for route in args.txn_route:
-        announced, sep, reachable = route.partition("=")
-        if not sep or not announced or not reachable:
-            parser.error(
-                f"--txn-route {route!r}: expected ANNOUNCED=REACHABLE (host:port=host:port)"
-            )
-        routes[announced] = reachable
+    peers = _pairs(parser, "--peer-redis", args.peer_redis, "REGION=redis://host:port/db")
+    if any(not url.startswith(("redis://", "rediss://")) for url in peers.values()):
+        parser.error("--peer-redis: expected REGION=redis://host:port/db")
+    if args.presence_ttl <= 0:
+        parser.error("--presence-ttl must be > 0")
+    if peers and not args.redis:
+        parser.error("--peer-redis needs --redis (this region's own Redis)")
+    routes = _pairs(
+        parser, "--txn-route", args.txn_route, "ANNOUNCED=REACHABLE (host:port=host:port)"
+    )
     config = SyncConfig(
         **node_settings(args),
         region=args.region,
@@ -133,6 +170,9 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         txn_routes=routes,
         commit_timeout_seconds=args.commit_timeout,
         revoked_admin_keys_file=args.revoked_admin_keys_file,
+        redis_url=args.redis,
+        peer_redis_urls=peers,
+        presence=PresenceConfig(member_ttl_seconds=args.presence_ttl),
     )
     if args.max_replica_lag <= 0:
         parser.error("--max-replica-lag must be > 0")

@@ -285,6 +285,14 @@ class LocalCluster:
             # `syncline admin-key --data DATA --revoke NAME` revokes a key at once.
             flags += ["--revoked-admin-keys-file", str(self.data_dir / REVOKED_KEYS_FILENAME)]
             env["SYNCLINE_ADMIN_SECRET"] = self._secret.hex()
+            # Presence: this region's Redis, and every other region's for rooms that
+            # span regions (read directly, not through the region's links).
+            redis_urls = {self.state.region: self.redis.url}
+            redis_urls |= {name: r.redis.url for name, r in self.regions.items()}
+            own = spec.region or self.state.region
+            flags += ["--redis", redis_urls.pop(own)]
+            for name, url in redis_urls.items():
+                flags += ["--peer-redis", f"{name}={url}"]
             if region is not None:
                 txn = {
                     s.name: f"127.0.0.1:{s.port}" for s in self.state.services if s.role == "txn"
@@ -316,7 +324,9 @@ class LocalCluster:
                 await self._start_all(by_role["scheduler"], started, progress)
                 await self._wait_for_leader("scheduler", progress)
             for region in self.regions.values():
-                await self._start_all([region.replica, *region.links.values()], started, progress)
+                await self._start_all(
+                    [region.replica, region.redis, *region.links.values()], started, progress
+                )
                 await region.subscribe(self.postgres.dsn(DATABASE))
                 progress(f"region {region.name}: replica follows the primary")
                 services = [s for s in self.services if s.spec.region == region.name]
@@ -378,7 +388,7 @@ class LocalCluster:
         errors = []
         regional: list[LocalServer] = []
         for region in self.regions.values():
-            regional += [*region.links.values(), region.replica]
+            regional += [*region.links.values(), region.replica, region.redis]
         for server in [
             *reversed(self.services),
             *regional,
@@ -424,6 +434,7 @@ class LocalCluster:
         server_entry("redis", "redis", primary, self.redis)
         for region in self.regions.values():
             server_entry(f"postgres-{region.name}", "replica", region.name, region.replica)
+            server_entry(f"redis-{region.name}", "redis", region.name, region.redis)
             for name, link in region.links.items():
                 server_entry(f"link-{region.name}-{name}", "link", region.name, link)
         for service in self.services:

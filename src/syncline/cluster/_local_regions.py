@@ -1,7 +1,8 @@
 """The non-primary regions of a local cluster: a replica and the links to the primary.
 
-Each region has its own PostgreSQL, a logical replica of the primary, and its
-own sync node and gateway (started by the cluster as services). Everything that
+Each region has its own PostgreSQL, a logical replica of the primary, its own
+Redis for presence, and its own sync node and gateway (started by the cluster as
+services). Everything that
 crosses from a region to the primary's region goes through a fault proxy of its
 own, so a delay or a partition between regions is real: the replication
 stream, ZooKeeper, and each txn node. ``syncline cluster faults`` sets them.
@@ -19,7 +20,7 @@ import aiohttp
 from psycopg.conninfo import make_conninfo
 
 from syncline._errors import SynclineError
-from syncline.devservers import LocalFaultProxy, LocalPostgres, free_port
+from syncline.devservers import LocalFaultProxy, LocalPostgres, LocalRedis, free_port
 from syncline.storage import ReplicaStatus, add_replica, replica_status
 
 DATABASE = "syncline"
@@ -45,11 +46,14 @@ class RegionSpec:
     name: str
     postgres_port: int = field(default_factory=free_port)
     links: list[LinkSpec] = field(default_factory=list)
+    redis_port: int = field(default_factory=free_port)
+    """The region's own Redis, for presence."""
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> RegionSpec:
         links = [LinkSpec(**link) for link in raw.get("links", [])]
-        return cls(str(raw["name"]), int(raw["postgres_port"]), links)
+        redis_port = int(raw["redis_port"]) if "redis_port" in raw else free_port()
+        return cls(str(raw["name"]), int(raw["postgres_port"]), links, redis_port)
 
 
 class LocalRegion:
@@ -60,6 +64,7 @@ class LocalRegion:
         self.replica = LocalPostgres(
             data_dir / f"postgres-{spec.name}", port=spec.postgres_port, fsync=True
         )
+        self.redis = LocalRedis(data_dir / f"redis-{spec.name}", port=spec.redis_port)
         self.links = {
             link.name: LocalFaultProxy(
                 data_dir / f"link-{spec.name}-{link.name}",

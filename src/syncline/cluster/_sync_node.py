@@ -57,6 +57,7 @@ from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
+from syncline.presence import PresenceConfig, PresenceHub, RedisStore
 from syncline.runtime import Deployment, FunctionRunner, RunnerConfig, install_print_capture
 from syncline.server import LocalBackend, error_result
 from syncline.server._backend import Close, Send
@@ -99,6 +100,11 @@ class SyncConfig(NodeConfig):
     (a failover, or a region cut off from the primary)."""
     revoked_admin_keys_file: Path | None = None
     """Names of revoked admin keys, one per line; read again when it changes."""
+    redis_url: str | None = None
+    """This region's Redis, for presence rooms (None: ``ctx.presence`` is unavailable)."""
+    peer_redis_urls: dict[str, str] = field(default_factory=dict)
+    """Other regions' Redis (``{region: url}``): rooms span regions by reading theirs."""
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     admin_secret: bytes | None = field(default=None, repr=False)
     """The deployment's instance secret (>= 32 bytes), from which admin keys are
     issued and checked; every node of a deployment needs the same one. None: a
@@ -152,6 +158,7 @@ class SyncNode:
         self.deployments: ClusterDeployments | None = None
         self.runner: FunctionRunner | None = None
         self.manager: SubscriptionManager | None = None
+        self.presence: PresenceHub | None = None
         self.registered = False
         """Whether the membership node is believed present in ZooKeeper."""
         self._committer: RemoteCommitter | None = None
@@ -235,11 +242,15 @@ class SyncNode:
         self._auth_providers = deployments.current.app.auth_providers
         self._verifier = TokenVerifier(self._auth_providers)
         authenticator = self._authenticator = Authenticator(self._verifier, self.admin_keys)
+        self.presence = self._presence_hub()
+        if self.presence is not None:
+            await self.presence.start()
         runner = self.runner = FunctionRunner(
             self.storage,
             self._committer,
             deployments,
             config=RunnerConfig(unavailable_retry_seconds=config.commit_timeout_seconds),
+            presence=self.presence,
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)
         self._calls = LocalBackend(
@@ -277,6 +288,18 @@ class SyncNode:
         await self._publish_membership()
         self._spawn(self._keep_membership(), "sync-membership")
 
+    def _presence_hub(self) -> PresenceHub | None:
+        config = self.config
+        if config.redis_url is None:
+            return None
+        kept, ttl_ms = config.presence.messages_kept, config.presence.member_ttl_seconds * 1000
+
+        def store(url: str, region: str) -> RedisStore:
+            return RedisStore(url, name=region, messages_kept=kept, member_ttl_ms=ttl_ms)
+
+        peers = [store(url, region) for region, url in sorted(config.peer_redis_urls.items())]
+        return PresenceHub(store(config.redis_url, config.region), peers, config=config.presence)
+
     async def close(self) -> None:
         """Leave the membership, end every session, stop serving, close connections.
 
@@ -294,6 +317,10 @@ class SyncNode:
         if self._zk is not None:
             await self._zk.close()
             self.registered = False
+        # Sessions move to other nodes: their members stay in their rooms (the new
+        # node adopts them) rather than leave as the sessions end here.
+        if self.presence is not None:
+            await self.presence.close()
         # 2. End the sessions, give their streams a moment to finish, then cancel them.
         for ended in self._streams.values():
             if not ended.done():

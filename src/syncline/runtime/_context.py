@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from syncline.auth import UserIdentity
 from syncline.database import DatabaseReader, DatabaseWriter
 from syncline.jobs import ActionScheduler, MutationScheduler
+from syncline.presence import PresenceReader, PresenceWriter
 
 if TYPE_CHECKING:
     from syncline.runtime._runner import FunctionRunner
@@ -66,21 +67,30 @@ class Auth:
 
 
 class QueryCtx:
-    """``ctx`` of a query: read-only ``db`` and ``auth``."""
+    """``ctx`` of a query: read-only ``db``, ``auth``, and ``presence`` rooms."""
 
-    def __init__(self, db: DatabaseReader, auth: Auth) -> None:
+    def __init__(self, db: DatabaseReader, auth: Auth, presence: PresenceReader) -> None:
         self.db = db
         self.auth = auth
+        self.presence = presence
 
 
 class MutationCtx:
-    """``ctx`` of a mutation: ``db`` reads and writes in one transaction, and
-    ``scheduler`` schedules functions in that same transaction."""
+    """``ctx`` of a mutation: ``db`` reads and writes in one transaction,
+    ``scheduler`` schedules functions in that same transaction, and ``presence``
+    changes rooms once it commits."""
 
-    def __init__(self, db: DatabaseWriter, auth: Auth, scheduler: MutationScheduler) -> None:
+    def __init__(
+        self,
+        db: DatabaseWriter,
+        auth: Auth,
+        scheduler: MutationScheduler,
+        presence: PresenceWriter,
+    ) -> None:
         self.db = db
         self.auth = auth
         self.scheduler = scheduler
+        self.presence = presence
 
 
 RunFn = Callable[[object, dict[str, Any] | None], Awaitable[Any]]

@@ -45,6 +45,7 @@ from syncline.functions import (
     resolve_reference,
 )
 from syncline.jobs import ActionScheduler, JobLimits, MutationScheduler, TransactionBody
+from syncline.presence import PresenceHub, PresenceReader, PresenceWriter, member_id_of
 from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
@@ -71,6 +72,8 @@ class QueryResult:
     journal: str | None
     log_lines: list[str]
     read_identity: bool
+    rooms: frozenset[str] = frozenset()
+    """Presence rooms the query read: a subscription re-runs when one changes."""
 
 
 @dataclass
@@ -152,12 +155,19 @@ class FunctionRunner:
         *,
         config: RunnerConfig | None = None,
         clock_ms: Callable[[], float] = lambda: time.time() * 1000.0,
+        presence: PresenceHub | None = None,
     ) -> None:
         self._storage = storage
         self._committer = committer
         self._deployments = deployments
         self._config = config or RunnerConfig()
         self._clock_ms = clock_ms
+        self._presence = presence
+
+    @property
+    def presence(self) -> PresenceHub | None:
+        """Where ``ctx.presence`` reads and writes rooms (None: nowhere)."""
+        return self._presence
 
     @property
     def current_deployment(self) -> Deployment:
@@ -288,18 +298,28 @@ class FunctionRunner:
         )
         pages = PaginationJournal(journal)
         auth = Auth(identity)
+        presence = PresenceReader(self._presence)
         assert spec.path is not None
         try:
             with capture_log_lines(spec.path) as lines:
                 value = await self._invoke(
-                    spec, QueryCtx(DatabaseReader(tx, pages), auth), args, tx=tx
+                    spec, QueryCtx(DatabaseReader(tx, pages), auth, presence), args, tx=tx
                 )
             self._check_result(deployment, spec, value)
         except SynclineError as exc:
             # A subscription to a failing query must still re-run when what it read changes.
             exc.read_set = tx.reads  # type: ignore[attr-defined]
+            exc.rooms = frozenset(presence.rooms)  # type: ignore[attr-defined]
             raise
-        return QueryResult(value, snapshot.ts, tx.reads, pages.serialize(), lines, auth.read)
+        return QueryResult(
+            value,
+            snapshot.ts,
+            tx.reads,
+            pages.serialize(),
+            lines,
+            auth.read,
+            frozenset(presence.rooms),
+        )
 
     async def run_query_internal(self, ref: object, args: Any, identity: Identity) -> QueryResult:
         return await self.run_query(ref, args, identity, from_function=True)
@@ -316,10 +336,15 @@ class FunctionRunner:
         fresh_key: bool = False,
         from_function: bool = False,
         parent_job_id: str | None = None,
+        session_id: str | None = None,
     ) -> MutationResult:
         """``fresh_key``: the caller knows ``idempotency_key`` was never sent before
         (a request id above every earlier one, on a session's first connection), so
-        no earlier commit can hold it and nobody looks."""
+        no earlier commit can hold it and nobody looks.
+
+        ``session_id``: the client session calling, which ``ctx.presence`` joins
+        rooms as. Presence changes apply once the mutation has committed.
+        """
         deployment, spec = self.resolve(
             ref, FunctionKind.MUTATION, identity, from_function=from_function
         )
@@ -333,10 +358,22 @@ class FunctionRunner:
         assert spec.path is not None
         path = spec.path
         lines: list[str] = []
+        member = None if session_id is None else member_id_of(session_id)
+        presence = PresenceWriter(self._presence, member, self._clock_ms)
 
         async def body(tx: Transaction, live: Deployment) -> Any:
+            nonlocal presence
+            # Each attempt starts over: only the committed one's changes apply.
+            presence = PresenceWriter(self._presence, member, self._clock_ms)
             value, lines[:] = await self.execute_mutation(
-                tx, live, path, checked, identity, checked_for=spec, parent_job_id=parent_job_id
+                tx,
+                live,
+                path,
+                checked,
+                identity,
+                checked_for=spec,
+                parent_job_id=parent_job_id,
+                presence=presence,
             )
             return value
 
@@ -344,6 +381,8 @@ class FunctionRunner:
             body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
         )
         result.log_lines = lines
+        if presence.ops and self._presence is not None and not result.deduplicated:
+            await self._presence.apply(presence.ops)
         return result
 
     async def execute_mutation(
@@ -356,11 +395,14 @@ class FunctionRunner:
         *,
         checked_for: FunctionSpec | None = None,
         parent_job_id: str | None = None,
+        presence: PresenceWriter | None = None,
     ) -> tuple[Any, list[str]]:
         """Run mutation ``path`` of ``deployment`` inside ``tx``: its value and log lines.
 
         ``args`` are checked against the function unless they already were against
-        ``checked_for`` and that is still the live function.
+        ``checked_for`` and that is still the live function. ``presence`` collects
+        the mutation's presence changes for the caller to apply after the commit
+        (without it, ``ctx.presence`` is unavailable).
         """
         spec = deployment.app.functions.get(path)
         if spec is None or spec.kind is not FunctionKind.MUTATION:
@@ -381,9 +423,11 @@ class FunctionRunner:
             limits=self._config.jobs,
             parent_job_id=parent_job_id,
         )
+        if presence is None:
+            presence = PresenceWriter(None, None, self._clock_ms)
         with capture_log_lines(path) as lines:
             value = await self._invoke(
-                spec, MutationCtx(db, Auth(identity), scheduler), args, tx=tx
+                spec, MutationCtx(db, Auth(identity), scheduler, presence), args, tx=tx
             )
         self._check_result(deployment, spec, value)
         return value, lines
@@ -415,7 +459,6 @@ class FunctionRunner:
                 return await self._attempt(
                     body,
                     key,
-                    generated_key=idempotency_key is None,
                     # Only the first attempt's key is surely unsent: a retry may
                     # follow a commit whose outcome was unknown.
                     fresh_key=(idempotency_key is None or fresh_key) and attempts == 1,
@@ -440,7 +483,6 @@ class FunctionRunner:
         body: Callable[[Transaction, Deployment], Awaitable[Any]],
         idempotency_key: str,
         *,
-        generated_key: bool,
         fresh_key: bool,
     ) -> MutationResult:
         # The deployment may have changed since the first attempt: use the live one.
@@ -465,9 +507,9 @@ class FunctionRunner:
             if tx.read_ts is not None:
                 snapshot_ts = min(snapshot_ts, tx.read_ts) if snapshot_ts else tx.read_ts
         result_json = json.dumps(to_json(value), separators=(",", ":"))
-        if not writes and generated_key:
-            if not snapshot.opened:
-                snapshot_ts = await self._storage.max_ts()
+        if not writes:
+            # Nothing to commit, and re-running it (a resent request) changes nothing
+            # either. One that read nothing (a presence update) observed no ts at all.
             return MutationResult(value, snapshot_ts, [])
         outcome = await self._committer.commit(
             CommitRequest(

@@ -25,6 +25,7 @@ from syncline.auth import (
     TokenVerifier,
     load_or_create_instance_secret,
 )
+from syncline.presence import MemoryStore, PresenceConfig, PresenceHub
 from syncline.runtime import (
     Deployment,
     DeploymentManager,
@@ -62,6 +63,8 @@ class EmbeddedConfig:
     """How often old commit-log rows and request keys are deleted."""
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     """Running scheduled functions and crons."""
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    """Presence rooms, held in this process."""
 
 
 class ServerState(enum.Enum):
@@ -80,7 +83,12 @@ class EmbeddedServer:
         self.manager: SubscriptionManager | None = None
         self.committer = Committer(self.storage, on_commit=self._on_commit)
         self.deployments = DeploymentManager(self.storage, self.committer)
-        self.runner = FunctionRunner(self.storage, self.committer, self.deployments)
+        self.presence = PresenceHub(
+            MemoryStore(config.presence.messages_kept), config=config.presence
+        )
+        self.runner = FunctionRunner(
+            self.storage, self.committer, self.deployments, presence=self.presence
+        )
         self.scheduler = JobScheduler(self.storage, self.runner, config=config.scheduler)
         self.admin_keys: AdminKeys | None = None
         self._verifier: TokenVerifier | None = None
@@ -119,6 +127,7 @@ class EmbeddedServer:
         )
         await self.storage.open()
         try:
+            await self.presence.start()
             await self.committer.start()
             self.manager = SubscriptionManager(self.storage, self.runner)
             self.deployments.on_change(self._deployment_changed)
@@ -197,6 +206,7 @@ class EmbeddedServer:
         await self.scheduler.close()
         if self.manager is not None:
             await self.manager.close()
+        await self.presence.close()
         await self.committer.close()
         await self.storage.close()
         if self._verifier is not None:

@@ -26,6 +26,7 @@ from syncline._errors import (
     SynclineError,
 )
 from syncline.functions import canonical_path
+from syncline.presence import member_id_of
 from syncline.runtime import ANONYMOUS, FunctionRunner, Identity, UncaughtFunctionError
 from syncline.sync._identity import Authenticator
 from syncline.sync._protocol import (
@@ -134,6 +135,10 @@ class SyncSession:
 
     async def _shutdown(self) -> None:
         self._manager.forget_session(self)
+        hub = self._runner.presence
+        if hub is not None and self.session_id is not None:
+            # The client is gone: its members leave their rooms now, not at expiry.
+            hub.session_ended(member_id_of(self.session_id))
         for query in self._queries.values():
             self._manager.unsubscribe(self, query)
         self._queries.clear()
@@ -193,6 +198,8 @@ class SyncSession:
         if self.session_id is not None:
             raise ProtocolError("Connect was already received on this connection")
         self.session_id = message.session_id
+        if self._runner.presence is not None:
+            self._runner.presence.session_started(member_id_of(message.session_id))
         # On a session's first connection no request can have been sent before, so
         # a request id above every earlier one needs no look for an earlier commit.
         self._fresh_requests = message.connection_count == 0
@@ -339,6 +346,7 @@ class SyncSession:
                 identity,
                 idempotency_key=key,
                 fresh_key=fresh,
+                session_id=self.session_id,
             )
         except SynclineError as exc:
             # Convex's Rust client completes a mutation that failed with errorData only

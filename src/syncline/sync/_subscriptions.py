@@ -15,8 +15,9 @@ import contextlib
 import enum
 import json
 import logging
+from collections.abc import Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from syncline._errors import AppError, SynclineError
 from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
@@ -105,6 +106,34 @@ def interval_bucket(interval: Interval) -> bytes:
     return bucket
 
 
+K = TypeVar("K")
+
+
+def _reindex(
+    index: dict[K, set[SharedQuery]],
+    query: SharedQuery,
+    old: Set[K],
+    new: Set[K],
+) -> tuple[list[K], list[K]]:
+    """Move ``query`` in ``index`` from keys ``old`` to keys ``new``: the keys that
+    lost their last query, and the keys that gained their first."""
+    emptied: list[K] = []
+    started: list[K] = []
+    for key in old - new:
+        members = index.get(key)
+        if members is not None:
+            members.discard(query)
+            if not members:
+                del index[key]
+                emptied.append(key)
+    for key in new - old:
+        members = index.setdefault(key, set())
+        if not members:
+            started.append(key)
+        members.add(query)
+    return emptied, started
+
+
 @dataclass(eq=False)
 class SharedQuery:
     key: QueryKey
@@ -116,6 +145,8 @@ class SharedQuery:
     read_set: ReadSet = field(default_factory=ReadSet)
     subscribers: set[SyncSession] = field(default_factory=set)
     buckets: set[Bucket] = field(default_factory=set)
+    rooms: frozenset[str] = frozenset()
+    """Presence rooms it read: a change to one re-runs it."""
 
 
 class ManagerState(enum.Enum):
@@ -140,6 +171,10 @@ class SubscriptionManager:
         """Sessions owed a Transition once the ts advances (mutation acks, catch-up)."""
         self._buckets: dict[Bucket, set[SharedQuery]] = {}
         """Queries by the buckets of their read intervals (see :func:`interval_bucket`)."""
+        self._rooms: dict[str, set[SharedQuery]] = {}
+        """Queries by the presence rooms they read."""
+        if runner.presence is not None:
+            runner.presence.add_listener(self._rooms_changed)
         self._state = ManagerState.NEW
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
@@ -180,16 +215,30 @@ class SubscriptionManager:
     ) -> None:
         if buckets is None:
             buckets = _buckets(read_set)
-        for bucket in query.buckets - buckets:
-            members = self._buckets.get(bucket)
-            if members is not None:
-                members.discard(query)
-                if not members:
-                    del self._buckets[bucket]
-        for bucket in buckets - query.buckets:
-            self._buckets.setdefault(bucket, set()).add(query)
+        _reindex(self._buckets, query, query.buckets, buckets)
         query.buckets = buckets
         query.read_set = read_set
+
+    def _set_rooms(self, query: SharedQuery, rooms: frozenset[str]) -> None:
+        if rooms == query.rooms:
+            return
+        dropped, added = _reindex(self._rooms, query, query.rooms, rooms)
+        hub = self._runner.presence
+        if hub is not None:
+            # The node watches a room while any subscription depends on it.
+            for room in dropped:
+                hub.release(room)
+            for room in added:
+                hub.retain(room)
+        query.rooms = rooms
+
+    def _rooms_changed(self, rooms: set[str]) -> None:
+        """Presence rooms changed: re-run the queries that read them in the next step."""
+        for room in rooms:
+            queries = self._rooms.get(room)
+            if queries:
+                self._pending |= queries
+                self._wakeup.set()
 
     def subscribe(
         self, session: SyncSession, path: str, args: Any, identity: Identity, journal: str | None
@@ -214,6 +263,7 @@ class SubscriptionManager:
             del self._queries[query.key]
             self._pending.discard(query)
             self._set_read_set(query, ReadSet())
+            self._set_rooms(query, frozenset())
 
     def notify_commit(self, ts: int) -> None:
         """A commit up to ``ts`` is durable; wake the loop."""
@@ -274,7 +324,7 @@ class SubscriptionManager:
                         to_run |= await self._invalidated(snapshot, self._ts)
                 queries = [q for q in to_run if self._queries.get(q.key) is q]
                 results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
-                buckets = [_buckets(read_set) for _, read_set, _ in results]
+                buckets = [_buckets(read_set) for _, read_set, _, _ in results]
         except BaseException:
             # Nothing was published: the next step runs all of this again.
             self._rerun_all = self._rerun_all or rerun_all
@@ -282,12 +332,13 @@ class SubscriptionManager:
             raise
         # Publish all at once (no await in between): sessions never see a mix of ts.
         changed: set[SharedQuery] = set()
-        for query, (outcome, read_set, journal), query_buckets in zip(
+        for query, (outcome, read_set, journal, rooms), query_buckets in zip(
             queries, results, buckets, strict=True
         ):
             if self._queries.get(query.key) is not query:
                 continue  # unsubscribed while it ran
             self._set_read_set(query, read_set, query_buckets)
+            self._set_rooms(query, rooms)
             # Re-runs keep the page ends of the first run: pages stay gapless.
             query.journal = journal
             if query.outcome is None or query.outcome.fingerprint != outcome.fingerprint:
@@ -329,7 +380,7 @@ class SubscriptionManager:
 
     async def _execute(
         self, query: SharedQuery, snapshot: Any
-    ) -> tuple[QueryOutcome, ReadSet, str | None]:
+    ) -> tuple[QueryOutcome, ReadSet, str | None, frozenset[str]]:
         try:
             result = await self._runner.run_query(
                 query.path, query.args, query.identity, snapshot=snapshot, journal=query.journal
@@ -337,7 +388,8 @@ class SubscriptionManager:
         except SynclineError as exc:
             # A failed query is re-run when anything it read changes (or on new code).
             read_set = getattr(exc, "read_set", None) or ReadSet()
-            return failure_outcome(exc, []), read_set, query.journal
+            rooms = getattr(exc, "rooms", None) or frozenset()
+            return failure_outcome(exc, []), read_set, query.journal, rooms
         except Exception:
             # Storage trouble, not the query's fault: report it without internals, and
             # re-run everything shortly (the loop retries after STORAGE_RETRY_SECONDS;
@@ -347,6 +399,6 @@ class SubscriptionManager:
             error = UncaughtFunctionError(
                 "Server Error: the query could not run; it will be retried"
             )
-            return failure_outcome(error, []), ReadSet(), query.journal
+            return failure_outcome(error, []), ReadSet(), query.journal, query.rooms
         outcome = success_outcome(result.value, result.log_lines, result.journal)
-        return outcome, result.read_set, result.journal or query.journal
+        return outcome, result.read_set, result.journal or query.journal, result.rooms

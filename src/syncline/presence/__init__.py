@@ -1,0 +1,22 @@
+"""Presence and broadcast: ephemeral room state that costs no database write.
+
+Members join rooms with a state (a cursor, a status), update it as often as they
+like, and leave or expire; functions read rooms reactively through ``ctx.presence``.
+"""
+
+from syncline.presence._context import PresenceReader, PresenceWriter
+from syncline.presence._hub import PresenceHub
+from syncline.presence._model import PresenceConfig, member_id_of
+from syncline.presence._redis import RedisStore
+from syncline.presence._store import MemoryStore, RegionStore
+
+__all__ = [
+    "MemoryStore",
+    "PresenceConfig",
+    "PresenceHub",
+    "PresenceReader",
+    "PresenceWriter",
+    "RedisStore",
+    "RegionStore",
+    "member_id_of",
+]
