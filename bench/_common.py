@@ -26,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from syncline.cluster._local_cluster import LocalCluster
+
 BENCH_DIR = Path(__file__).resolve().parent
 APP_DIR = BENCH_DIR / "app"
 HOST = "127.0.0.1"
@@ -125,6 +127,31 @@ async def _stop(server: ServerProcess) -> None:
     if server._drain is not None:
         with contextlib.suppress(asyncio.CancelledError):
             await server._drain
+
+
+@contextlib.asynccontextmanager
+async def local_cluster(name: str, **create: Any) -> AsyncIterator[LocalCluster]:
+    """``syncline cluster`` serving bench/app in a fresh temporary directory, stopped
+    and removed afterwards; ``create`` goes to :meth:`LocalCluster.create`."""
+    # PostgreSQL runs as its own user when we are root: it must enter the directory.
+    base = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    base.chmod(0o755)
+    local = LocalCluster.create(base / "cluster", APP_DIR, **create)
+    try:
+        regions = len(local.gateway_urls)
+        log(f"starting a local cluster ({regions} region{'s' if regions > 1 else ''})")
+        await local.up(log)
+        yield local
+    finally:
+        await local.down(log)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def service_pids(local: LocalCluster, roles: Sequence[str] = ("gateway", "sync")) -> dict[str, int]:
+    """The pids of a local cluster's services of ``roles``, by service name."""
+    return {
+        s.spec.name: s.pid for s in local.services if s.spec.role in roles and s.pid is not None
+    }
 
 
 def syncline_argv(port: int) -> list[str]:

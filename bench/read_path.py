@@ -31,25 +31,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from _common import (
-    BENCH_DIR,
     format_table,
     free_port,
+    local_cluster,
     log,
     machine_description,
     run_server,
+    service_pids,
     syncline_argv,
     write_json,
 )
 from update_latency import measure_updates, raise_open_file_limit
-
-from syncline.cluster._local_cluster import LocalCluster
 
 LATENCY_GOAL_P99_MS = 30.0
 FANOUT_GOAL_MS = 1000.0
@@ -65,22 +61,8 @@ async def embedded() -> AsyncIterator[tuple[str, dict[str, int]]]:
 
 @contextlib.asynccontextmanager
 async def cluster() -> AsyncIterator[tuple[str, dict[str, int]]]:
-    # PostgreSQL runs as its own user when we are root: it must enter the directory.
-    base = Path(tempfile.mkdtemp(prefix="bench-read-path-"))
-    base.chmod(0o755)
-    local = LocalCluster.create(base / "cluster", BENCH_DIR / "app")
-    try:
-        log("starting a local cluster")
-        await local.up(log)
-        pids = {
-            s.spec.name: s.pid
-            for s in local.services
-            if s.spec.role in ("gateway", "sync") and s.pid is not None
-        }
-        yield local.gateway_url, pids
-    finally:
-        await local.down(log)
-        shutil.rmtree(base, ignore_errors=True)
+    async with local_cluster("read-path") as local:
+        yield local.gateway_url, service_pids(local)
 
 
 TARGETS = {"embedded": embedded, "cluster": cluster}

@@ -24,14 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import statistics
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from _common import BENCH_DIR, format_table, log, machine_description, write_json
+from _common import format_table, local_cluster, log, machine_description, write_json
 from update_latency import measure_updates, raise_open_file_limit
 
 from syncline.cluster._local_cluster import DATABASE, LocalCluster
@@ -42,17 +39,8 @@ GOAL_MARGIN_MS = 30.0
 
 @contextlib.asynccontextmanager
 async def regional_cluster() -> AsyncIterator[LocalCluster]:
-    # PostgreSQL runs as its own user when we are root: it must enter the directory.
-    base = Path(tempfile.mkdtemp(prefix="bench-regions-"))
-    base.chmod(0o755)
-    local = LocalCluster.create(base / "cluster", BENCH_DIR / "app", regions=REGIONS)
-    try:
-        log(f"starting a local cluster in {len(REGIONS)} regions")
-        await local.up(log)
+    async with local_cluster("regions", regions=REGIONS) as local:
         yield local
-    finally:
-        await local.down(log)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def sample_lag(local: LocalCluster, region: str, into: list[float]) -> None:

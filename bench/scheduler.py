@@ -25,28 +25,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from _common import (
-    BENCH_DIR,
     format_table,
     free_port,
+    local_cluster,
     log,
     machine_description,
     run_server,
     syncline_argv,
     write_json,
 )
-
-from syncline.cluster._local_cluster import LocalCluster
 
 RATE_GOAL = 1000.0
 LATENESS_GOAL_P99_MS = 50.0
@@ -63,17 +58,8 @@ async def embedded() -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def cluster() -> AsyncIterator[str]:
-    # PostgreSQL runs as its own user when we are root: it must enter the directory.
-    base = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
-    base.chmod(0o755)
-    local = LocalCluster.create(base / "cluster", BENCH_DIR / "app")
-    try:
-        log("starting a local cluster")
-        await local.up(log)
+    async with local_cluster("scheduler") as local:
         yield local.gateway_url
-    finally:
-        await local.down(log)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 TARGETS = {"embedded": embedded, "cluster": cluster}

@@ -24,6 +24,7 @@ status and Convex wire errors in one table (:data:`HTTP_STATUS_BY_CODE`).
     ├── RequestTooLargeError     a request body or frame over the limit
     ├── LimitExceededError       a function went past an execution limit
     ├── PresenceError            ctx.presence used without a store or a session
+    ├── RateLimitedError         too many requests from one address, user or app key
     └── AppError                 raised by application code, data reaches clients
 """
 
@@ -137,6 +138,18 @@ class LimitExceededError(SynclineError):
     code = "LimitExceeded"
 
 
+class RateLimitedError(SynclineError):
+    """Too many requests from one client address, user, or (``ctx.rate_limiter``) an
+    app's own key. The message says how long to wait; nothing was run."""
+
+    code = "RateLimited"
+    retryable = True
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class PresenceError(SynclineError):
     """``ctx.presence`` used where it cannot work: no presence store on this server,
     or a join or leave without a client session to act as."""
@@ -183,4 +196,5 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     AppError.code: 560,
     LimitExceededError.code: 560,
     PresenceError.code: 560,
+    RateLimitedError.code: 429,
 }

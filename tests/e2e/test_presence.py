@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from syncline.client import Client, FunctionError
+from syncline.devservers import FaultProxy
 from syncline.presence import PresenceConfig
 from syncline.server import EmbeddedConfig, EmbeddedServer
 from tests.e2e.python_client.support import until
@@ -160,3 +161,33 @@ async def test_bad_presence_calls_fail_with_named_errors(
         )
         assert (await response.json())["status"] == "success"
     assert [m["member"] for m in await alice.query("rooms:messages", {"room": "r"})] == [None]
+
+
+async def test_native_presence_sends_latest_state_and_rejoins_after_reconnect(
+    server: EmbeddedServer,
+) -> None:
+    async with FaultProxy(server.port) as proxy, Client(server.url) as watcher:
+        mover = Client(f"http://127.0.0.1:{proxy.port}", reconnect_backoff_seconds=(0.02, 0.1))
+        await mover.connect()
+        try:
+            members = watcher.subscribe("rooms:members", {"room": "map"})
+            presence = mover.presence("map", join="rooms:join", leave="rooms:leave")
+            member = await presence.join({"x": 0.0})
+            await until(members, lambda v: _states(v) == {member: {"x": 0.0}})
+            # A burst faster than round trips: only the newest state has to arrive.
+            for x in range(1, 200):
+                presence.update({"x": float(x)})
+            await presence.flush()
+            await until(members, lambda v: _states(v) == {member: {"x": 199.0}})
+            # The connection drops: the server lets the member go, the client rejoins.
+            proxy.hold = True
+            proxy.reset()
+            await until(members, lambda v: v == [])
+            proxy.heal()
+            await until(members, lambda v: _states(v) == {member: {"x": 199.0}}, 10)
+            with pytest.raises(FunctionError, match="FORBIDDEN"):
+                await mover.presence("staff:x", join="rooms:join").join("no")
+            await presence.leave()
+            await until(members, lambda v: v == [])
+        finally:
+            await mover.close()

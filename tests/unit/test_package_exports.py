@@ -14,6 +14,7 @@ import pytest
         "syncline.cluster",
         "syncline.jobs",
         "syncline.presence",
+        "syncline.ratelimit",
         "syncline.storage",
         "syncline.sync",
     ],

@@ -12,6 +12,7 @@ over Convex's WebSocket sync protocol, with reconnects that lose no mutation::
 
 from syncline.client._client import Client, ClientState
 from syncline.client._errors import ClientError, ConnectionLostError, FunctionError
+from syncline.client._presence import Presence
 from syncline.client._subscription import Subscription
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "ClientState",
     "ConnectionLostError",
     "FunctionError",
+    "Presence",
     "Subscription",
 ]

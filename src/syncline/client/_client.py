@@ -27,8 +27,9 @@ from typing import Any, Self
 
 import aiohttp
 
-from syncline.client._connection import ConnectionRunner, sync_url
+from syncline.client._connection import Connection, ConnectionRunner, sync_url
 from syncline.client._errors import ClientError, ConnectionLostError
+from syncline.client._presence import Presence
 from syncline.client._protocol import RequestKind
 from syncline.client._session import Session
 from syncline.client._subscription import Subscription
@@ -100,6 +101,7 @@ class Client(Session):
         self._http: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
         self._failure: ClientError | None = None
+        self._rooms: list[Presence] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class Client(Session):
             connect_timeout_seconds=self._connect_timeout,
             inactivity_timeout_seconds=self._inactivity_timeout,
             retry_delay=self._delay,
-            on_connect=self._handshake,
+            on_connect=self._connected,
             on_message=self._handle,
             on_disconnect=self._disconnected,
         )
@@ -214,6 +216,22 @@ class Client(Session):
         self._check_open()
         return self._add_subscription(path, args)
 
+    def presence(
+        self,
+        room: str,
+        *,
+        join: FunctionRef = "presence:join",
+        leave: FunctionRef = "presence:leave",
+    ) -> Presence:
+        """This client's membership of presence ``room``, through the app's ``join``
+        mutation (arguments ``room`` and ``state``) and ``leave`` mutation (``room``);
+        see :class:`Presence`. Read the room by subscribing to the app's query of it.
+        """
+        self._check_open()
+        presence = Presence(self, room, join=join, leave=leave, forget=self._rooms.remove)
+        self._rooms.append(presence)
+        return presence
+
     async def set_auth(self, token: str | None) -> None:
         """Authenticate as the user of this JWT (None: anonymous) from now on.
 
@@ -239,6 +257,13 @@ class Client(Session):
     ) -> Any:
         self._check_open()
         return await self._send_request(kind, path, args)
+
+    def _connected(self, conn: Connection) -> None:
+        again = self._connection_count > 0
+        self._handshake(conn)
+        if again:
+            for presence in list(self._rooms):
+                presence._reconnected()
 
     def _delay(self, attempt: int) -> float:
         first, maximum = self._backoff

@@ -14,10 +14,12 @@ flags win. The admin secret comes only from the environment
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from pathlib import Path
 
+from syncline._errors import ConfigError
 from syncline.cluster._gateway import Gateway, GatewayConfig
 from syncline.cluster._regional_storage import RegionalStorage
 from syncline.cluster._scheduler_node import SchedulerNode, SchedulerNodeConfig
@@ -30,6 +32,7 @@ from syncline.cluster._service import (
 from syncline.cluster._sync_node import SyncConfig, SyncNode
 from syncline.cluster._txn_node import TxnConfig, TxnNode
 from syncline.presence import PresenceConfig
+from syncline.ratelimit import BucketSpec, ClientLimits
 from syncline.scheduler import SchedulerConfig
 from syncline.storage import PostgresStorage, Storage
 from syncline.txn import CommitterConfig
@@ -65,6 +68,15 @@ def _admin_secret(parser: argparse.ArgumentParser) -> bytes | None:
     if len(secret) < 32:
         parser.error("SYNCLINE_ADMIN_SECRET must be at least 32 bytes as hex (64 digits)")
     return secret
+
+
+def _redis_argument(parser: argparse.ArgumentParser, used_for: str) -> None:
+    parser.add_argument(
+        "--redis",
+        default=_env("REDIS_URL"),
+        metavar="URL",
+        help=f"the region's Redis, for {used_for} (SYNCLINE_REDIS_URL)",
+    )
 
 
 def _pairs(
@@ -129,12 +141,7 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         help="seconds a mutation waits for a txn leader before failing as unavailable "
         "(SYNCLINE_SYNC_COMMIT_TIMEOUT)",
     )
-    parser.add_argument(
-        "--redis",
-        default=_env("REDIS_URL"),
-        metavar="URL",
-        help="this region's Redis, for presence rooms (SYNCLINE_REDIS_URL)",
-    )
+    _redis_argument(parser, "presence rooms and per-user rate limits")
     parser.add_argument(
         "--peer-redis",
         action="append",
@@ -142,6 +149,13 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         metavar="REGION=URL",
         help="another region's Redis, so presence rooms span regions; repeatable "
         "(SYNCLINE_PEER_REDIS, comma-separated)",
+    )
+    parser.add_argument(
+        "--user-rate",
+        default=_env("USER_RATE") or "50/100",
+        metavar="RATE[/BURST]|off",
+        help="function calls a second per signed-in user, counted in --redis for every "
+        "sync node together (SYNCLINE_USER_RATE)",
     )
     parser.add_argument(
         "--presence-ttl",
@@ -159,6 +173,10 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         parser.error("--presence-ttl must be > 0")
     if peers and not args.redis:
         parser.error("--peer-redis needs --redis (this region's own Redis)")
+    try:
+        user_rate = BucketSpec.parse(args.user_rate)
+    except ConfigError as exc:
+        parser.error(str(exc))
     routes = _pairs(
         parser, "--txn-route", args.txn_route, "ANNOUNCED=REACHABLE (host:port=host:port)"
     )
@@ -173,6 +191,7 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         redis_url=args.redis,
         peer_redis_urls=peers,
         presence=PresenceConfig(member_ttl_seconds=args.presence_ttl),
+        user_rate=user_rate,
     )
     if args.max_replica_lag <= 0:
         parser.error("--max-replica-lag must be > 0")
@@ -207,15 +226,48 @@ def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
         help="gRPC port for native clients; 0 picks one, -1 (default) serves none "
         "(SYNCLINE_GATEWAY_GRPC_PORT)",
     )
+    _redis_argument(parser, "rate limits, counted there for every gateway together")
+    parser.add_argument(
+        "--ip-rate",
+        default=_env("IP_RATE") or "100/200",
+        metavar="RATE[/BURST]|off",
+        help="function calls a second per client address (SYNCLINE_IP_RATE)",
+    )
+    parser.add_argument(
+        "--ip-connection-rate",
+        default=_env("IP_CONNECTION_RATE") or "10/50",
+        metavar="RATE[/BURST]|off",
+        help="new WebSocket connections a second per client address (SYNCLINE_IP_CONNECTION_RATE)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[p for p in (_env("TRUSTED_PROXIES") or "").split(",") if p],
+        metavar="CIDR",
+        help="a load balancer whose X-Forwarded-For names the client; repeatable "
+        "(SYNCLINE_TRUSTED_PROXIES, comma-separated)",
+    )
     args = parser.parse_args(argv)
     if not args.zk_hosts:
         parser.error("missing --zk-hosts (or SYNCLINE_ZK_HOSTS)")
+    try:
+        proxies = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in args.trusted_proxy)
+        limits = ClientLimits(
+            requests_per_ip=BucketSpec.parse(args.ip_rate),
+            connections_per_ip=BucketSpec.parse(args.ip_connection_rate),
+            requests_per_user=None,
+            trusted_proxies=proxies,
+        )
+    except (ValueError, ConfigError) as exc:
+        parser.error(str(exc))
     return GatewayConfig(
         zk_hosts=args.zk_hosts,
         region=args.region,
         host=args.host,
         port=args.port,
         grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+        redis_url=args.redis,
+        client_limits=limits,
     )
 
 

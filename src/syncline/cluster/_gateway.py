@@ -19,7 +19,7 @@ import random
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -32,6 +32,7 @@ from syncline.cluster._relay import RelayedSession, SessionStream
 from syncline.cluster._wire import call_from_proto, call_to_proto
 from syncline.cluster._zk import ZkSession
 from syncline.functions import FunctionKind
+from syncline.ratelimit import ClientLimits, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from syncline.server import CallResult, DeployCall, FunctionCall, HttpApi, error_result
 from syncline.server._backend import Close, Send
 from syncline.sync._protocol import MAX_FRAME_BYTES
@@ -68,6 +69,11 @@ class GatewayConfig:
     """How long (> 0) a session or call waits for a live sync node before failing."""
     call_timeout_seconds: float = 120.0
     """Deadline (> 0) of one forwarded HTTP API call."""
+    redis_url: str | None = None
+    """The region's Redis, where every gateway's per-address buckets live (None:
+    each gateway keeps its own)."""
+    client_limits: ClientLimits = field(default_factory=ClientLimits)
+    """Limits per client address (per-user limits apply on the sync nodes)."""
 
     def __post_init__(self) -> None:
         if not self.region or "/" in self.region:
@@ -98,6 +104,9 @@ class Gateway:
         self._links: dict[str, NodeLink] = {}
         """The shared Sessions stream to each sync node."""
         self._http: HttpApi | None = None
+        self._limiter: RateLimiter = (
+            RedisRateLimiter(config.redis_url) if config.redis_url else MemoryRateLimiter()
+        )
         self._site_runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self._closed = False
@@ -118,7 +127,9 @@ class Gateway:
     async def start(self) -> None:
         await self._zk.start()
         await self.members.start()
-        self._http = HttpApi(_GatewayBackend(self))
+        self._http = HttpApi(
+            _GatewayBackend(self), limits=self.config.client_limits, limiter=self._limiter
+        )
         app = self._http.application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -160,6 +171,7 @@ class Gateway:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        await self._limiter.close()
         await self._zk.close()
 
     async def __aenter__(self) -> Gateway:

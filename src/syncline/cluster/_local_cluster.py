@@ -273,8 +273,11 @@ class LocalCluster:
         zk_hosts = region.zk_hosts if region else f"127.0.0.1:{self.state.zookeeper_port}"
         dsn = region.dsn if region else self.postgres.dsn(DATABASE)
         flags = ["--zk-hosts", zk_hosts]
+        own_redis = region.redis.url if region else self.redis.url
         if spec.role == "gateway":
-            flags += ["--region", spec.region or self.state.region]
+            flags += ["--region", spec.region or self.state.region, "--redis", own_redis]
+            # Every client of a local cluster comes from this machine's one address.
+            flags += ["--ip-rate", "off", "--ip-connection-rate", "off"]
             flags += ["--port", str(spec.http_port), "--grpc-port", str(spec.port)]
             return LocalService(spec, self.data_dir / spec.name, flags, {})
         flags += ["--app", self.state.app_dir, "--pg-dsn", dsn]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -55,6 +56,14 @@ class SessionStream(Protocol):
 
 
 OpenStream = Callable[[str], SessionStream]
+
+
+_TRANSITION_HEAD = re.compile(
+    r'\{"type":"Transition","startVersion":\{[^{}]*\},'
+    r'"endVersion":\{"querySet":(?P<query_set>\d+),"identity":(?P<identity>\d+),'
+    r'"ts":"(?P<ts>[^"]*)"\},'
+)
+"""The head of a Transition as sync nodes write it (see ``transition_frame``)."""
 
 
 class RelayedSession:
@@ -213,6 +222,14 @@ class RelayedSession:
 
     def _track_incoming(self, text: str) -> str | None:
         """Translate a node's frame to the client's versions; None: hold it back."""
+        if self._query_set_offset == self._identity_offset == 0 and self._replay_target is None:
+            # The usual case, a Transition passed on as it is: read only its head, not
+            # its results (a large presence room makes every frame large). A journal
+            # (a page boundary to remember for a replay) needs the whole frame.
+            head = _TRANSITION_HEAD.match(text)
+            if head is not None and '"journal":"' not in text:
+                self._sent_end = (int(head["query_set"]), int(head["identity"]), head["ts"])
+                return text
         message = _parse(text)
         if message is None:
             return text

@@ -58,6 +58,13 @@ from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
 from syncline.presence import PresenceConfig, PresenceHub, RedisStore
+from syncline.ratelimit import (
+    DEFAULT_REQUESTS_PER_USER,
+    BucketSpec,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from syncline.runtime import Deployment, FunctionRunner, RunnerConfig, install_print_capture
 from syncline.server import LocalBackend, error_result
 from syncline.server._backend import Close, Send
@@ -105,6 +112,9 @@ class SyncConfig(NodeConfig):
     peer_redis_urls: dict[str, str] = field(default_factory=dict)
     """Other regions' Redis (``{region: url}``): rooms span regions by reading theirs."""
     presence: PresenceConfig = field(default_factory=PresenceConfig)
+    user_rate: BucketSpec | None = DEFAULT_REQUESTS_PER_USER
+    """Function calls a second per signed-in user, counted in ``redis_url`` for every
+    sync node together (None: unlimited)."""
     admin_secret: bytes | None = field(default=None, repr=False)
     """The deployment's instance secret (>= 32 bytes), from which admin keys are
     issued and checked; every node of a deployment needs the same one. None: a
@@ -159,6 +169,9 @@ class SyncNode:
         self.runner: FunctionRunner | None = None
         self.manager: SubscriptionManager | None = None
         self.presence: PresenceHub | None = None
+        self._limiter: RateLimiter = (
+            RedisRateLimiter(config.redis_url) if config.redis_url else MemoryRateLimiter()
+        )
         self.registered = False
         """Whether the membership node is believed present in ZooKeeper."""
         self._committer: RemoteCommitter | None = None
@@ -251,6 +264,8 @@ class SyncNode:
             deployments,
             config=RunnerConfig(unavailable_retry_seconds=config.commit_timeout_seconds),
             presence=self.presence,
+            rate_limiter=self._limiter,
+            user_limit=config.user_rate,
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)
         self._calls = LocalBackend(
@@ -339,6 +354,7 @@ class SyncNode:
         self._tasks.clear()
         if self.manager is not None:
             await self.manager.close()
+        await self._limiter.close()
         if self._committer is not None:
             await self._committer.close()
         await self.storage.close()

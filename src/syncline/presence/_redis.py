@@ -22,11 +22,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import RedisError
 
+from syncline._redis import connect_redis
 from syncline.presence._model import Broadcast, Join, Leave, PresenceOp, RoomEvent, RoomSnapshot
 from syncline.presence._store import RefreshEntry, RegionStore
 
@@ -158,15 +156,7 @@ class RedisStore(RegionStore):
         self._messages_kept = messages_kept
         # A member's room list outlives its members so a moved session finds them.
         self._member_key_ttl_ms = int(member_ttl_ms * 3)
-        self._client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            # A pooled connection to a Redis that restarted fails once: retry on a new one.
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[ConnectionError],
-        )
+        self._client = connect_redis(url, timeout_seconds=timeout_seconds, decode_responses=True)
         self._join = self._client.register_script(_JOIN)
         self._leave = self._client.register_script(_LEAVE)
         self._broadcast = self._client.register_script(_BROADCAST)

@@ -12,6 +12,7 @@ from syncline.auth import UserIdentity
 from syncline.database import DatabaseReader, DatabaseWriter
 from syncline.jobs import ActionScheduler, MutationScheduler
 from syncline.presence import PresenceReader, PresenceWriter
+from syncline.ratelimit import FunctionRateLimiter
 
 if TYPE_CHECKING:
     from syncline.runtime._runner import FunctionRunner
@@ -77,8 +78,8 @@ class QueryCtx:
 
 class MutationCtx:
     """``ctx`` of a mutation: ``db`` reads and writes in one transaction,
-    ``scheduler`` schedules functions in that same transaction, and ``presence``
-    changes rooms once it commits."""
+    ``scheduler`` schedules functions in that same transaction, ``presence``
+    changes rooms once it commits, and ``rate_limiter`` enforces the app's limits."""
 
     def __init__(
         self,
@@ -86,19 +87,21 @@ class MutationCtx:
         auth: Auth,
         scheduler: MutationScheduler,
         presence: PresenceWriter,
+        rate_limiter: FunctionRateLimiter,
     ) -> None:
         self.db = db
         self.auth = auth
         self.scheduler = scheduler
         self.presence = presence
+        self.rate_limiter = rate_limiter
 
 
 RunFn = Callable[[object, dict[str, Any] | None], Awaitable[Any]]
 
 
 class ActionCtx:
-    """``ctx`` of an action: no database, but it can call other functions and
-    schedule them."""
+    """``ctx`` of an action: no database, but it can call other functions, schedule
+    them, and take from the app's rate limits."""
 
     def __init__(
         self,
@@ -107,9 +110,11 @@ class ActionCtx:
         depth: int,
         scheduler: ActionScheduler,
         parent_job_id: str | None,
+        rate_limiter: FunctionRateLimiter,
     ) -> None:
         self.auth = Auth(identity)
         self.scheduler = scheduler
+        self.rate_limiter = rate_limiter
         self._runner = runner
         self._identity = identity
         self._depth = depth

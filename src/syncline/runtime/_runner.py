@@ -46,6 +46,7 @@ from syncline.functions import (
 )
 from syncline.jobs import ActionScheduler, JobLimits, MutationScheduler, TransactionBody
 from syncline.presence import PresenceHub, PresenceReader, PresenceWriter, member_id_of
+from syncline.ratelimit import BucketSpec, FunctionRateLimiter, RateLimiter, check
 from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
@@ -156,18 +157,32 @@ class FunctionRunner:
         config: RunnerConfig | None = None,
         clock_ms: Callable[[], float] = lambda: time.time() * 1000.0,
         presence: PresenceHub | None = None,
+        rate_limiter: RateLimiter | None = None,
+        user_limit: BucketSpec | None = None,
     ) -> None:
+        """``rate_limiter`` holds the buckets of ``ctx.rate_limiter`` and of
+        ``user_limit``, the calls a signed-in user may make (see :meth:`admit`)."""
         self._storage = storage
         self._committer = committer
         self._deployments = deployments
         self._config = config or RunnerConfig()
         self._clock_ms = clock_ms
         self._presence = presence
+        self._rate_limiter = rate_limiter
+        self._user_limit = user_limit
 
     @property
     def presence(self) -> PresenceHub | None:
         """Where ``ctx.presence`` reads and writes rooms (None: nowhere)."""
         return self._presence
+
+    async def admit(self, identity: Identity) -> None:
+        """Count a client's function call against its user's limit; raises
+        ``RateLimitedError`` past it. Anonymous callers are limited by address."""
+        if identity.user is None or self._rate_limiter is None:
+            return
+        user = identity.user.token_identifier
+        await check(self._rate_limiter, f"user:{user}", self._user_limit, "this user")
 
     @property
     def current_deployment(self) -> Deployment:
@@ -360,11 +375,13 @@ class FunctionRunner:
         lines: list[str] = []
         member = None if session_id is None else member_id_of(session_id)
         presence = PresenceWriter(self._presence, member, self._clock_ms)
+        limiter = FunctionRateLimiter(self._rate_limiter)
 
         async def body(tx: Transaction, live: Deployment) -> Any:
             nonlocal presence
             # Each attempt starts over: only the committed one's changes apply.
             presence = PresenceWriter(self._presence, member, self._clock_ms)
+            limiter.new_attempt()
             value, lines[:] = await self.execute_mutation(
                 tx,
                 live,
@@ -374,6 +391,7 @@ class FunctionRunner:
                 checked_for=spec,
                 parent_job_id=parent_job_id,
                 presence=presence,
+                rate_limiter=limiter,
             )
             return value
 
@@ -396,6 +414,7 @@ class FunctionRunner:
         checked_for: FunctionSpec | None = None,
         parent_job_id: str | None = None,
         presence: PresenceWriter | None = None,
+        rate_limiter: FunctionRateLimiter | None = None,
     ) -> tuple[Any, list[str]]:
         """Run mutation ``path`` of ``deployment`` inside ``tx``: its value and log lines.
 
@@ -425,10 +444,11 @@ class FunctionRunner:
         )
         if presence is None:
             presence = PresenceWriter(None, None, self._clock_ms)
+        if rate_limiter is None:
+            rate_limiter = FunctionRateLimiter(self._rate_limiter)
+        ctx = MutationCtx(db, Auth(identity), scheduler, presence, rate_limiter)
         with capture_log_lines(path) as lines:
-            value = await self._invoke(
-                spec, MutationCtx(db, Auth(identity), scheduler, presence), args, tx=tx
-            )
+            value = await self._invoke(spec, ctx, args, tx=tx)
         self._check_result(deployment, spec, value)
         return value, lines
 
@@ -560,7 +580,14 @@ class FunctionRunner:
             limits=self._config.jobs,
             parent_job_id=parent_job_id,
         )
-        ctx = ActionCtx(self, identity, depth, scheduler, parent_job_id)
+        ctx = ActionCtx(
+            self,
+            identity,
+            depth,
+            scheduler,
+            parent_job_id,
+            FunctionRateLimiter(self._rate_limiter),
+        )
         with capture_log_lines(spec.path) as lines:
             value = await self._invoke(spec, ctx, checked)
         self._check_result(deployment, spec, value)

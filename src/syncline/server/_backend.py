@@ -92,6 +92,7 @@ class LocalBackend:
     async def call(self, call: FunctionCall) -> CallResult:
         try:
             identity = await self._authenticator().from_authorization_header(call.authorization)
+            await self._runner.admit(identity)
             value, log_lines = await self._execute(call, from_json(call.args), identity)
         except SynclineError as exc:
             return error_result(exc)

@@ -26,6 +26,7 @@ from syncline.auth import (
     load_or_create_instance_secret,
 )
 from syncline.presence import MemoryStore, PresenceConfig, PresenceHub
+from syncline.ratelimit import ClientLimits, MemoryRateLimiter
 from syncline.runtime import (
     Deployment,
     DeploymentManager,
@@ -65,6 +66,9 @@ class EmbeddedConfig:
     """Running scheduled functions and crons."""
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     """Presence rooms, held in this process."""
+    client_limits: ClientLimits = field(default_factory=ClientLimits.off)
+    """Rate limits per client address and user (none by default: a development
+    server's clients all come from one machine)."""
 
 
 class ServerState(enum.Enum):
@@ -86,8 +90,14 @@ class EmbeddedServer:
         self.presence = PresenceHub(
             MemoryStore(config.presence.messages_kept), config=config.presence
         )
+        self.rate_limiter = MemoryRateLimiter()
         self.runner = FunctionRunner(
-            self.storage, self.committer, self.deployments, presence=self.presence
+            self.storage,
+            self.committer,
+            self.deployments,
+            presence=self.presence,
+            rate_limiter=self.rate_limiter,
+            user_limit=config.client_limits.requests_per_user,
         )
         self.scheduler = JobScheduler(self.storage, self.runner, config=config.scheduler)
         self.admin_keys: AdminKeys | None = None
@@ -137,7 +147,9 @@ class EmbeddedServer:
             self._http = HttpApi(
                 LocalBackend(
                     runner=self.runner, manager=self.manager, authenticator=self._get_authenticator
-                )
+                ),
+                limits=self.config.client_limits,
+                limiter=self.rate_limiter,
             )
             self._site_runner = web.AppRunner(
                 self._http.application(), access_log=None, handle_signals=False

@@ -10,22 +10,38 @@
 - ``POST /api/deploy``: ``{"bundle": {path: source}, "dryRun": bool}`` from an admin
   (clusters only).
 Function failures answer 560 with ``{"status": "error", ...}`` as Convex does;
-malformed requests answer 400 with ``{"code", "message"}``.
+malformed requests answer 400 with ``{"code", "message"}``. A client address past
+its limits (:class:`ClientLimits`) gets 429, or a failed response to a sync-protocol
+mutation or action, which then never reaches a function.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from syncline._errors import ProtocolError, RequestTooLargeError, SynclineError
+from syncline._errors import (
+    ProtocolError,
+    RateLimitedError,
+    RequestTooLargeError,
+    SynclineError,
+)
 from syncline._version import __version__
 from syncline.functions import FunctionKind, run_path_to_function_path
+from syncline.ratelimit import (
+    BucketSpec,
+    ClientLimits,
+    MemoryRateLimiter,
+    RateLimiter,
+    check,
+    client_address,
+)
 from syncline.server._backend import Backend, CallResult, DeployCall, FunctionCall, error_result
 from syncline.sync import encode_ts
 from syncline.sync._protocol import MAX_FRAME_BYTES
@@ -33,13 +49,22 @@ from syncline.sync._protocol import MAX_FRAME_BYTES
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+HTTP_TOO_MANY_REQUESTS = 429
 
 
 class HttpApi:
     """Builds the aiohttp application over a :class:`Backend`."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        limits: ClientLimits | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._backend = backend
+        self._limits = limits or ClientLimits.off()
+        self._limiter = limiter or MemoryRateLimiter()
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     def application(self) -> web.Application:
@@ -76,6 +101,14 @@ class HttpApi:
     async def _query_ts(self, request: web.Request) -> web.Response:
         return web.json_response({"ts": encode_ts(await self._backend.latest_ts())})
 
+    # -- limits ----------------------------------------------------------------
+
+    def _address(self, request: web.Request) -> str:
+        return client_address(request.remote, request.headers, self._limits.trusted_proxies)
+
+    async def _admit(self, address: str, spec: BucketSpec | None, what: str) -> None:
+        await check(self._limiter, f"{what}:{address}", spec, f"client {address}")
+
     # -- function calls --------------------------------------------------------
 
     def _kind_handler(self, kind: FunctionKind) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -97,6 +130,7 @@ class HttpApi:
         target: Callable[[dict[str, Any]], tuple[object, FunctionKind | None]],
     ) -> web.Response:
         try:
+            await self._admit(self._address(request), self._limits.requests_per_ip, "ip")
             body = await _json_body(request)
             path, kind = target(body)
             if not isinstance(path, str):
@@ -109,6 +143,8 @@ class HttpApi:
             call = FunctionCall(
                 path, kind, _args(body.get("args", {})), request.headers.get("Authorization")
             )
+        except RateLimitedError as exc:
+            return _refused(exc)
         except SynclineError as exc:
             return _response(error_result(exc))
         return _response(await self._backend.call(call))
@@ -129,6 +165,11 @@ class HttpApi:
     # -- the sync protocol -----------------------------------------------------
 
     async def _sync(self, request: web.Request) -> web.StreamResponse:
+        address = self._address(request)
+        try:
+            await self._admit(address, self._limits.connections_per_ip, "ip-connect")
+        except RateLimitedError as exc:
+            return _refused(exc)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
         await ws.prepare(request)
         self._sockets.add(ws)
@@ -146,6 +187,10 @@ class HttpApi:
         async def frames() -> AsyncIterator[str | bytes]:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    refusal = await self._admit_request(address, message.data)
+                    if refusal is not None:
+                        await send(refusal)
+                        continue
                     yield message.data
                 elif message.type is WSMsgType.ERROR:
                     # e.g. a frame over the size limit: aiohttp closes with 1009.
@@ -156,6 +201,32 @@ class HttpApi:
         if not ws.closed:
             await ws.close()
         return ws
+
+    async def _admit_request(self, address: str, frame: str | bytes) -> str | None:
+        """A failed response if ``frame`` is a mutation or action past the address's
+        limit (it is then not passed on); None to pass it on."""
+        spec = self._limits.requests_per_ip
+        if spec is None:
+            return None
+        try:
+            message = json.loads(frame)
+        except (ValueError, UnicodeDecodeError):
+            return None  # the session reports the malformed frame
+        if not isinstance(message, dict) or message.get("type") not in ("Mutation", "Action"):
+            return None
+        try:
+            await self._admit(address, spec, "ip")
+        except RateLimitedError as exc:
+            return json.dumps(
+                {
+                    "type": f"{message['type']}Response",
+                    "requestId": message.get("requestId"),
+                    "success": False,
+                    "result": f"{exc.code}: {exc.message}",
+                    "logLines": [],
+                }
+            )
+        return None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -182,5 +253,12 @@ def _args(args: object) -> object:
     return args
 
 
-def _response(result: CallResult) -> web.Response:
-    return web.Response(text=result.body, status=result.status, content_type="application/json")
+def _response(result: CallResult, retry_after_seconds: float = 1.0) -> web.Response:
+    response = web.Response(text=result.body, status=result.status, content_type="application/json")
+    if result.status == HTTP_TOO_MANY_REQUESTS:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
+    return response
+
+
+def _refused(exc: RateLimitedError) -> web.Response:
+    return _response(error_result(exc), exc.retry_after_seconds)

@@ -23,6 +23,7 @@ from syncline._errors import (
     AppError,
     AuthenticationError,
     ProtocolError,
+    RateLimitedError,
     SynclineError,
 )
 from syncline.functions import canonical_path
@@ -181,6 +182,11 @@ class SyncSession:
         elif isinstance(message, Authenticate):
             await self._authenticate(message)
         elif isinstance(message, FunctionRequest):
+            try:
+                await self._runner.admit(self._identity)
+            except RateLimitedError as exc:
+                self._queue(_failure_frame(f"{message.kind}Response", message.request_id, exc))
+                return
             if message.kind == "Mutation":
                 if self._mutations.full():
                     raise ProtocolError("too many mutations in flight on this session")
