@@ -130,3 +130,31 @@ async def test_cli_run(collab: DevServer) -> None:
     )
     bad_json = await asyncio.to_thread(run, "rooms:list", "{oops")
     assert bad_json.returncode == 2 and "ARGS must be a JSON object" in bad_json.stderr
+
+
+async def test_cursors_and_typing_are_presence_not_documents(collab: DevServer) -> None:
+    ada, bob = ConvexClient(collab.url), ConvexClient(collab.url)
+    room = await _call(ada.mutation, "rooms:create", {"name": "design"})
+    me = await _call(
+        ada.mutation,
+        "presence:update",
+        {"roomId": room, "name": "ada", "cursor": {"x": 1.0, "y": 2.0}},
+    )
+    await _call(bob.mutation, "presence:update", {"roomId": room, "name": "bob", "typing": True})
+    for x in range(5):
+        await _call(
+            ada.mutation,
+            "presence:update",
+            {"roomId": room, "name": "ada", "cursor": {"x": float(x), "y": 0.0}},
+        )
+    here = await _call(bob.query, "presence:list", {"roomId": room})
+    assert {m["name"]: (m["cursor"], m["typing"]) for m in here} == {
+        "ada": ({"x": 4.0, "y": 0.0}, False),
+        "bob": (None, True),
+    }
+    assert me in {m["member"] for m in here}
+    assert await _call(ada.query, "presence:typing", {"roomId": room}) == ["bob"]
+    await _call(bob.mutation, "presence:leave", {"roomId": room})
+    assert [m["name"] for m in await _call(ada.query, "presence:list", {"roomId": room})] == ["ada"]
+    with pytest.raises(Exception, match=r"ValidationFailed: args\.roomId"):
+        await _call(ada.mutation, "presence:update", {"roomId": "k" * 32, "name": "ada"})

@@ -28,8 +28,10 @@ from syncline.cluster._service import (
     require_service_arguments,
     run_service,
     service_arguments,
+    tls_arguments,
 )
 from syncline.cluster._sync_node import SyncConfig, SyncNode
+from syncline.cluster._tls import tls_from_flags
 from syncline.cluster._txn_node import TxnConfig, TxnNode
 from syncline.presence import PresenceConfig
 from syncline.ratelimit import BucketSpec, ClientLimits
@@ -227,6 +229,7 @@ def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
         "(SYNCLINE_GATEWAY_GRPC_PORT)",
     )
     _redis_argument(parser, "rate limits, counted there for every gateway together")
+    tls_arguments(parser, _env)
     parser.add_argument(
         "--ip-rate",
         default=_env("IP_RATE") or "100/200",
@@ -258,6 +261,7 @@ def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
             requests_per_user=None,
             trusted_proxies=proxies,
         )
+        tls = tls_from_flags(args.tls_cert, args.tls_key, args.tls_ca)
     except (ValueError, ConfigError) as exc:
         parser.error(str(exc))
     return GatewayConfig(
@@ -268,6 +272,7 @@ def gateway_config(argv: list[str] | None = None) -> GatewayConfig:
         grpc_port=None if args.grpc_port < 0 else args.grpc_port,
         redis_url=args.redis,
         client_limits=limits,
+        tls=tls,
     )
 
 

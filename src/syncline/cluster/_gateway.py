@@ -26,9 +26,11 @@ import grpc
 from aiohttp import web
 
 from syncline._errors import ConfigError, SynclineError, UnavailableError
+from syncline.cluster import _tls as tls
 from syncline.cluster._members import SyncMembers
 from syncline.cluster._mux import NodeLink
 from syncline.cluster._relay import RelayedSession, SessionStream
+from syncline.cluster._tls import ServiceTls
 from syncline.cluster._wire import call_from_proto, call_to_proto
 from syncline.cluster._zk import ZkSession
 from syncline.functions import FunctionKind
@@ -74,6 +76,8 @@ class GatewayConfig:
     each gateway keeps its own)."""
     client_limits: ClientLimits = field(default_factory=ClientLimits)
     """Limits per client address (per-user limits apply on the sync nodes)."""
+    tls: ServiceTls | None = None
+    """mTLS to the sync nodes (None: plaintext, for a trusted network only)."""
 
     def __post_init__(self) -> None:
         if not self.region or "/" in self.region:
@@ -187,8 +191,8 @@ class Gateway:
         """One channel per sync node, kept open (gRPC reconnects it as needed)."""
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=_CHANNEL_OPTIONS
+            channel = self._channels[address] = tls.service_channel(
+                address, self.config.tls, options=_CHANNEL_OPTIONS
             )
         return channel
 

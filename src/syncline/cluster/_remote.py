@@ -33,6 +33,7 @@ from syncline._errors import (
     SynclineError,
     UnavailableError,
 )
+from syncline.cluster._tls import ServiceTls, service_channel
 from syncline.cluster._wire import (
     TXN_GRPC_OPTIONS,
     outcome_from_proto,
@@ -87,6 +88,7 @@ class RemoteCommitter:
         max_batch: int = 256,
         max_calls_in_flight: int = 4,
         routes: Mapping[str, str] | None = None,
+        tls: ServiceTls | None = None,
     ) -> None:
         """``max_batch``: most commits in one call. ``max_calls_in_flight``: calls
         sent before waiting for an answer; commits queue behind them and go together.
@@ -102,6 +104,7 @@ class RemoteCommitter:
         self._retired: list[grpc.aio.Channel] = []
         self._closing: set[asyncio.Future[None]] = set()
         self._routes = dict(routes or {})
+        self._tls = tls
         self._max_batch = max_batch
         self._max_calls = max_calls_in_flight
         self._queue: list[_Queued] = []
@@ -360,8 +363,8 @@ class RemoteCommitter:
             address = await self._read_leader()
             if address is not None:
                 self._leader = address
-                self._channel = grpc.aio.insecure_channel(
-                    self._routes.get(address, address), options=TXN_GRPC_OPTIONS
+                self._channel = service_channel(
+                    self._routes.get(address, address), self._tls, options=TXN_GRPC_OPTIONS
                 )
                 self._stub = pb_grpc.TxnStub(self._channel)
                 return self._stub

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from syncline._errors import ConfigError, SynclineError
 from syncline.app import load_app
+from syncline.cluster import _tls as tls
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._remote import RemoteCommitter
@@ -104,14 +105,18 @@ class SchedulerNode:
         install_print_capture()
         app = load_app(self.config.app_dir)
         await self.storage.open()
-        self._committer = RemoteCommitter(self.config.zk_hosts, zk_path=self.config.txn_zk_path)
+        self._committer = RemoteCommitter(
+            self.config.zk_hosts, zk_path=self.config.txn_zk_path, tls=self.config.tls
+        )
         await self._committer.start()
         self._deployments = ClusterDeployments(self.storage, app)
         await self._deployments.refresh()
         self._runner = FunctionRunner(self.storage, self._committer, self._deployments)
-        self._server = grpc.aio.server()
+        self._server = tls.server(self.config.tls)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
-        self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        self.port = tls.secure_port(
+            self._server, f"{self.config.host}:{self.config.port}", self.config.tls
+        )
         await self._server.start()
         if self.config.http_port is not None:
             self._http = await start_health_http(

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from syncline._errors import ConfigError
+from syncline.cluster._tls import ServiceTls, tls_from_flags
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class NodeConfig:
     """Host name other services use to reach this node (default: ``host``)."""
     session_timeout_seconds: float = 6.0
     """ZooKeeper session timeout (> 0): a dead node is noticed within about this long."""
+    tls: ServiceTls | None = None
+    """mTLS with the other services (None: plaintext, for a trusted network only)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -115,6 +118,7 @@ def service_arguments(
     ``service`` ("TXN", "SYNC") prefixes the per-service variables (``SYNCLINE_TXN_PORT``).
     """
     parser.add_argument("--app", default=env("APP_DIR"), help="app directory (SYNCLINE_APP_DIR)")
+    tls_arguments(parser, env)
     parser.add_argument("--pg-dsn", default=env("PG_DSN"), help="PostgreSQL DSN (SYNCLINE_PG_DSN)")
     parser.add_argument(
         "--zk-hosts", default=env("ZK_HOSTS"), help="ZooKeeper hosts[/chroot] (SYNCLINE_ZK_HOSTS)"
@@ -144,6 +148,21 @@ def service_arguments(
     )
 
 
+def tls_arguments(parser: argparse.ArgumentParser, env: Callable[[str], str | None]) -> None:
+    """``--tls-cert``, ``--tls-key`` and ``--tls-ca``: mTLS between services."""
+    for name, what in (
+        ("cert", "this service's certificate (PEM; common name: its role)"),
+        ("key", "its private key (PEM)"),
+        ("ca", "the CA that signs every service's certificate (PEM)"),
+    ):
+        parser.add_argument(
+            f"--tls-{name}",
+            default=env(f"TLS_{name.upper()}"),
+            metavar="FILE",
+            help=f"{what}; mTLS between services (SYNCLINE_TLS_{name.upper()})",
+        )
+
+
 def node_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The NodeConfig fields from the flags ``service_arguments`` added."""
     return {
@@ -154,6 +173,7 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any]:
         "http_port": args.http_port,
         "advertise_host": args.advertise_host,
         "session_timeout_seconds": args.session_timeout,
+        "tls": tls_from_flags(args.tls_cert, args.tls_key, args.tls_ca),
     }
 
 

@@ -50,6 +50,7 @@ from syncline._errors import (
 from syncline.app import load_app
 from syncline.auth import AdminKeys, AuthProvider, RevocationList, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
+from syncline.cluster import _tls as tls
 from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._mux import serve_sessions
 from syncline.cluster._regional_storage import RegionalStorage
@@ -247,6 +248,7 @@ class SyncNode:
             zk_path=config.txn_zk_path,
             routes=config.txn_routes,
             failover_timeout_seconds=config.commit_timeout_seconds,
+            tls=config.tls,
         )
         await self._committer.start()
         deployments = self.deployments = ClusterDeployments(self.storage, app)
@@ -279,17 +281,18 @@ class SyncNode:
             log.info("storage has no commit notifications; polling only")
         self._spawn(self._poll(), "sync-poll")
 
-        self._server = grpc.aio.server(
+        self._server = tls.server(
+            config.tls,
             options=[
                 # A client frame may be as large as the sync protocol allows.
                 ("grpc.max_receive_message_length", MAX_FRAME_BYTES + 1024),
                 # Two nodes must never share a port silently.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         pb_grpc.add_SyncServicer_to_server(_SyncServicer(self), self._server)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
-        self.port = self._server.add_insecure_port(f"{config.host}:{config.port}")
+        self.port = tls.secure_port(self._server, f"{config.host}:{config.port}", config.tls)
         await self._server.start()
         if config.http_port is not None:
             await self._start_http()

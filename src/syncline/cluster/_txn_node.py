@@ -34,6 +34,7 @@ from syncline._errors import (
     UnavailableError,
 )
 from syncline.app import App, AppBundle, app_changes, load_app
+from syncline.cluster import _tls as tls
 from syncline.cluster._code import load_stored_bundle, store_bundle
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._service import NodeConfig, start_health_http
@@ -118,10 +119,12 @@ class TxnNode:
         self._app = load_app(self.config.app_dir)
         self._code_dir = Path(tempfile.mkdtemp(prefix="syncline-txn-code-"))
         await self.storage.open()
-        self._server = grpc.aio.server(options=TXN_GRPC_OPTIONS)
+        self._server = tls.server(self.config.tls, options=TXN_GRPC_OPTIONS)
         pb_grpc.add_TxnServicer_to_server(_TxnServicer(self), self._server)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
-        self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        self.port = tls.secure_port(
+            self._server, f"{self.config.host}:{self.config.port}", self.config.tls
+        )
         await self._server.start()
         if self.config.http_port is not None:
             await self._start_http()

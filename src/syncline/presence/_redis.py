@@ -166,8 +166,6 @@ class RedisStore(RegionStore):
         self._watched: set[str] = set()
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self.operations = 0
-        """Script calls and commands sent, for benchmarks."""
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_events(), name=f"presence-{self.name}")
@@ -183,26 +181,24 @@ class RedisStore(RegionStore):
         await self._client.aclose()
 
     async def apply(self, ops: Sequence[PresenceOp], deadline_ms: float) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for op in ops:
-                if isinstance(op, Join):
-                    join: list[str | int] = [
-                        op.member,
-                        op.entry,
-                        int(deadline_ms),
-                        self._member_key_ttl_ms,
-                        op.room,
-                    ]
-                    await self._join(_membership_keys(op), join, client=pipe)
-                elif isinstance(op, Leave):
-                    leave = [op.member, op.room]
-                    await self._leave(_membership_keys(op), leave, client=pipe)
-                elif isinstance(op, Broadcast):
-                    keys = [_messages_key(op.room), _channel(op.room)]
-                    message: list[str | int] = [op.message, self._messages_kept, MESSAGES_TTL_MS]
-                    await self._broadcast(keys, message, client=pipe)
-            self.operations += len(ops)
-            await pipe.execute()
+        # One script call per operation, in order. Not a pipeline: redis-py checks
+        # that a pipeline's scripts are loaded first, an extra round trip.
+        for op in ops:
+            if isinstance(op, Join):
+                join: list[str | int] = [
+                    op.member,
+                    op.entry,
+                    int(deadline_ms),
+                    self._member_key_ttl_ms,
+                    op.room,
+                ]
+                await self._join(_membership_keys(op), join)
+            elif isinstance(op, Leave):
+                await self._leave(_membership_keys(op), [op.member, op.room])
+            elif isinstance(op, Broadcast):
+                keys = [_messages_key(op.room), _channel(op.room)]
+                message: list[str | int] = [op.message, self._messages_kept, MESSAGES_TTL_MS]
+                await self._broadcast(keys, message)
 
     async def refresh(self, entries: Sequence[RefreshEntry], deadline_ms: float) -> None:
         if not entries:
@@ -210,16 +206,13 @@ class RedisStore(RegionStore):
         args: list[Any] = [PREFIX, int(deadline_ms), self._member_key_ttl_ms]
         for entry in entries:
             args.extend(entry)
-        self.operations += 1
         await self._refresh([_DEADLINES], args)
 
     async def member_rooms(self, member: str) -> dict[str, str]:
-        self.operations += 1
         flat = await self._member_rooms([_member_key(member)], [PREFIX, member])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def sweep(self, now_ms: float) -> int:
-        self.operations += 1
         swept: int = await self._sweep([_DEADLINES], [PREFIX, int(now_ms), SWEEP_BATCH])
         return swept
 
@@ -228,7 +221,6 @@ class RedisStore(RegionStore):
             pipe.hgetall(_members_key(room))
             pipe.lrange(_messages_key(room), 0, -1)
             members, messages = await pipe.execute()
-        self.operations += 2
         return RoomSnapshot(members, messages)
 
     async def watch(self, room: str) -> None:
