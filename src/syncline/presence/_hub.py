@@ -113,6 +113,8 @@ class PresenceHub:
         self._flush_scheduled = False
         self._sessions: dict[str, dict[str, str]] = {}
         """Live sessions' members on this node: member -> room -> entry (to re-announce)."""
+        self._connections: dict[str, int] = {}
+        """Live connections per member: a reconnecting client may briefly have two."""
         self._unadopted: set[str] = set()
         """Sessions new to this node whose rooms (from an earlier node) are not yet known."""
         self._dropped_stores: set[int] = set()
@@ -246,11 +248,19 @@ class PresenceHub:
 
     def session_started(self, member: str) -> None:
         """A session is live on this node; it may have joined rooms on another node."""
+        self._connections[member] = self._connections.get(member, 0) + 1
         self._sessions.setdefault(member, {})
         self._unadopted.add(member)
 
     def session_ended(self, member: str) -> None:
-        """The client left: its member leaves every room now, not at expiry."""
+        """The client left: its member leaves every room now, not at expiry. A
+        client that already reconnected here (its new connection started before
+        the old one ended) stays."""
+        left = self._connections.get(member, 0) - 1
+        if left > 0:
+            self._connections[member] = left
+            return
+        self._connections.pop(member, None)
         self._unadopted.discard(member)
         rooms = self._sessions.pop(member, None)
         if rooms and not self._closed:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMMITS_PER_STEP = 10_000
+PRESENCE_BATCH_SECONDS = 0.016
+"""Presence changes wait up to this long for others to share their re-run (a
+display frame: cursors look smooth, and a busy room costs ~60 re-runs a second)."""
 STORAGE_RETRY_SECONDS = 0.5
 """Wait before re-running queries that failed because storage was unreachable."""
 
@@ -173,6 +176,7 @@ class SubscriptionManager:
         """Queries by the buckets of their read intervals (see :func:`interval_bucket`)."""
         self._rooms: dict[str, set[SharedQuery]] = {}
         """Queries by the presence rooms they read."""
+        self._presence_wakeup: asyncio.TimerHandle | None = None
         if runner.presence is not None:
             runner.presence.add_listener(self._rooms_changed)
         self._state = ManagerState.NEW
@@ -196,6 +200,8 @@ class SubscriptionManager:
 
     async def close(self) -> None:
         self._state = ManagerState.CLOSED
+        if self._presence_wakeup is not None:
+            self._presence_wakeup.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -233,12 +239,23 @@ class SubscriptionManager:
         query.rooms = rooms
 
     def _rooms_changed(self, rooms: set[str]) -> None:
-        """Presence rooms changed: re-run the queries that read them in the next step."""
+        """Presence rooms changed: re-run the queries that read them in a step at most
+        ``PRESENCE_BATCH_SECONDS`` from now. A busy room changes hundreds of times a
+        second; one re-run (and one frame per subscriber) per batch serves them all."""
+        woken = False
         for room in rooms:
             queries = self._rooms.get(room)
             if queries:
                 self._pending |= queries
-                self._wakeup.set()
+                woken = True
+        if woken and self._presence_wakeup is None:
+            self._presence_wakeup = asyncio.get_running_loop().call_later(
+                PRESENCE_BATCH_SECONDS, self._wake_for_presence
+            )
+
+    def _wake_for_presence(self) -> None:
+        self._presence_wakeup = None
+        self._wakeup.set()
 
     def subscribe(
         self, session: SyncSession, path: str, args: Any, identity: Identity, journal: str | None

@@ -132,13 +132,21 @@ def check_field_name(name: object, path: str = "value") -> str:
     return name
 
 
+_UNTRACKED = ""
+"""A path not followed: child paths are not built. Values are first walked so,
+and walked again with paths only when there is an error to name."""
+
+
 def to_json(value: object) -> Any:
     """Encode a Convex value as JSON-compatible Python objects (``convexToJson``).
 
     Raises :class:`InvalidValueError`, naming the path (``value.a[2]: ...``), for a
     value of an unsupported type, an int outside int64, or an invalid field name.
     """
-    return _to_json(value, "value", 0)
+    try:
+        return _to_json(value, _UNTRACKED, 0)
+    except InvalidValueError:
+        return _to_json(value, "value", 0)  # again, to name where the error is
 
 
 def _to_json(value: object, path: str, depth: int) -> Any:
@@ -155,12 +163,14 @@ def _to_json(value: object, path: str, depth: int) -> Any:
     if isinstance(value, list | dict):
         check_nesting(depth + 1, path)
     if isinstance(value, list):
+        if not path:
+            return [_to_json(item, path, depth + 1) for item in value]
         return [_to_json(item, index_path(path, i), depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
         encoded: dict[str, Any] = {}
         for key, item in value.items():
             name = check_field_name(key, path)
-            encoded[name] = _to_json(item, field_path(path, name), depth + 1)
+            encoded[name] = _to_json(item, field_path(path, name) if path else path, depth + 1)
         return encoded
     raise unsupported_error(value, path)
 
@@ -173,7 +183,10 @@ def from_json(obj: object) -> Value:
     ``$integer``/``$float``/``$bytes`` objects and for other field names that start
     with ``$``.
     """
-    return _from_json(obj, "value", 0)
+    try:
+        return _from_json(obj, _UNTRACKED, 0)
+    except InvalidValueError:
+        return _from_json(obj, "value", 0)  # again, to name where the error is
 
 
 def _from_json(obj: object, path: str, depth: int) -> Value:
@@ -189,6 +202,8 @@ def _from_json(obj: object, path: str, depth: int) -> Value:
     if isinstance(obj, list | dict):
         check_nesting(depth + 1, path)
     if isinstance(obj, list):
+        if not path:
+            return [_from_json(item, path, depth + 1) for item in obj]
         return [_from_json(item, index_path(path, i), depth + 1) for i, item in enumerate(obj)]
     if isinstance(obj, dict):
         if len(obj) == 1:
@@ -199,7 +214,7 @@ def _from_json(obj: object, path: str, depth: int) -> Value:
         decoded: dict[str, Value] = {}
         for key, item in obj.items():
             name = check_field_name(key, path)
-            decoded[name] = _from_json(item, field_path(path, name), depth + 1)
+            decoded[name] = _from_json(item, field_path(path, name) if path else path, depth + 1)
         return decoded
     raise InvalidValueError(f"{path}: {type(obj).__name__} is not JSON")
 
@@ -241,7 +256,12 @@ def check_value(value: object, *, path: str = "value", max_bytes: int = MAX_DOCU
     in UTF-8. Raises :class:`InvalidValueError` naming the path and the limit, e.g.
     ``value.tags: array has 9000 elements, more than the limit of 8192``.
     """
-    size = _measure(value, path, 0)
+    try:
+        # Without building a path per element: errors are rare, and then the
+        # value is measured again to name where the error is.
+        size = _measure(value, _UNTRACKED, 0)
+    except InvalidValueError:
+        size = _measure(value, path, 0)
     if size > max_bytes:
         raise InvalidValueError(
             f"{path}: value is {size} bytes, more than the limit of {max_bytes}"
@@ -250,6 +270,7 @@ def check_value(value: object, *, path: str = "value", max_bytes: int = MAX_DOCU
 
 
 def _measure(value: object, path: str, depth: int) -> int:
+    """The JSON size of ``value``; with ``_UNTRACKED`` errors do not say where."""
     if value is None:
         return len("null")
     if isinstance(value, bool):
@@ -277,6 +298,8 @@ def _measure(value: object, path: str, depth: int) -> int:
                 f"{path}: array has {len(value)} elements, more than the limit of {MAX_ARRAY_LEN}"
             )
         brackets_and_commas = 2 + max(len(value) - 1, 0)
+        if not path:
+            return brackets_and_commas + sum(_measure(item, path, depth) for item in value)
         return brackets_and_commas + sum(
             _measure(item, index_path(path, i), depth) for i, item in enumerate(value)
         )
@@ -289,14 +312,17 @@ def _measure(value: object, path: str, depth: int) -> int:
         size = 2 + max(len(value) - 1, 0)
         for key, item in value.items():
             name = check_field_name(key, path)
-            size += (
-                _json_string_bytes(name, path) + 1 + _measure(item, field_path(path, name), depth)
-            )
+            child = field_path(path, name) if path else _UNTRACKED
+            size += _json_string_bytes(name, path) + 1 + _measure(item, child, depth)
         return size
     raise unsupported_error(value, path)
 
 
 def _json_string_bytes(text: str, path: str) -> int:
+    # Most strings are printable ASCII with nothing to escape: their JSON is the
+    # text in quotes. Only the rest pay for encoding.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
     try:
         return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
     except UnicodeEncodeError:
