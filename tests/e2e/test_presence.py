@@ -103,6 +103,15 @@ async def test_broadcast_reaches_subscribers_and_keeps_recent_messages(
     assert len({m["id"] for m in last}) == 5
 
 
+async def test_scheduled_mutations_broadcast_once_they_commit(clients: list[Client]) -> None:
+    alice, _, watcher = clients
+    messages = watcher.subscribe("rooms:messages", {"room": "news"})
+    assert await until(messages, lambda v: v == []) == []
+    await alice.mutation("rooms:announce_later", {"room": "news", "text": "later"})
+    (message,) = await until(messages, lambda v: len(v) == 1)
+    assert (message["member"], message["body"]) == (None, {"text": "later", "from": "scheduler"})
+
+
 async def test_a_failed_mutation_joins_nothing_and_nothing_is_committed(
     server: EmbeddedServer, clients: list[Client]
 ) -> None:

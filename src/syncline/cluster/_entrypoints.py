@@ -294,6 +294,7 @@ def scheduler_config(argv: list[str] | None = None) -> tuple[SchedulerNodeConfig
         default=float(_env("SCHEDULER_RETENTION_DAYS") or 7),
         help="days finished jobs are kept (SYNCLINE_SCHEDULER_RETENTION_DAYS)",
     )
+    _redis_argument(parser, "what scheduled functions do to presence rooms and rate limits")
     args = parser.parse_args(argv)
     require_service_arguments(parser, args)
     if args.max_concurrent_jobs < 1:
@@ -302,6 +303,7 @@ def scheduler_config(argv: list[str] | None = None) -> tuple[SchedulerNodeConfig
         parser.error("--retention-days must be > 0")
     config = SchedulerNodeConfig(
         **node_settings(args),
+        redis_url=args.redis,
         scheduler=SchedulerConfig(
             max_concurrent_jobs=args.max_concurrent_jobs,
             retention_seconds=args.retention_days * 86400.0,

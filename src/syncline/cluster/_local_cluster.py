@@ -283,6 +283,8 @@ class LocalCluster:
         flags += ["--app", self.state.app_dir, "--pg-dsn", dsn]
         flags += ["--port", str(spec.port), "--http-port", str(spec.http_port)]
         env: dict[str, str] = {}
+        if spec.role == "scheduler":
+            flags += ["--redis", own_redis]
         if spec.role == "sync":
             flags += ["--region", spec.region or self.state.region]
             # `syncline admin-key --data DATA --revoke NAME` revokes a key at once.

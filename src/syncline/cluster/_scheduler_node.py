@@ -31,6 +31,8 @@ from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
+from syncline.presence import PresenceHub, redis_presence
+from syncline.ratelimit import RedisRateLimiter
 from syncline.runtime import FunctionRunner, install_print_capture
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.storage import CommitNotifier, Storage
@@ -51,6 +53,9 @@ class SchedulerNodeConfig(NodeConfig):
     poll_interval_seconds: float = 1.0
     """How often (> 0) a lost commit notification and a newly deployed version are looked for."""
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    redis_url: str | None = None
+    """The region's Redis, for what scheduled functions do to presence rooms and
+    rate limits (None: those fail in scheduled functions)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,6 +88,8 @@ class SchedulerNode:
         self.scheduler: JobScheduler | None = None
         """The running scheduler while this node leads."""
         self._runner: FunctionRunner | None = None
+        self._presence: PresenceHub | None = None
+        self._limiter: RedisRateLimiter | None = None
         self._deployments: ClusterDeployments | None = None
         self._committer: RemoteCommitter | None = None
         self._election = LeaderElection(
@@ -111,7 +118,18 @@ class SchedulerNode:
         await self._committer.start()
         self._deployments = ClusterDeployments(self.storage, app)
         await self._deployments.refresh()
-        self._runner = FunctionRunner(self.storage, self._committer, self._deployments)
+        redis_url = self.config.redis_url
+        if redis_url is not None:
+            self._presence = redis_presence(redis_url, region="scheduler")
+            await self._presence.start()
+            self._limiter = RedisRateLimiter(redis_url)
+        self._runner = FunctionRunner(
+            self.storage,
+            self._committer,
+            self._deployments,
+            presence=self._presence,
+            rate_limiter=self._limiter,
+        )
         self._server = tls.server(self.config.tls)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
         self.port = tls.secure_port(
@@ -144,6 +162,10 @@ class SchedulerNode:
             await self._committer.close()
         if self._deployments is not None:
             self._deployments.close()
+        if self._presence is not None:
+            await self._presence.close()
+        if self._limiter is not None:
+            await self._limiter.close()
         await self.storage.close()
         self.role = Role.STOPPED
 

@@ -58,7 +58,7 @@ from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
-from syncline.presence import PresenceConfig, PresenceHub, RedisStore
+from syncline.presence import PresenceConfig, PresenceHub, redis_presence
 from syncline.ratelimit import (
     DEFAULT_REQUESTS_PER_USER,
     BucketSpec,
@@ -310,13 +310,12 @@ class SyncNode:
         config = self.config
         if config.redis_url is None:
             return None
-        kept, ttl_ms = config.presence.messages_kept, config.presence.member_ttl_seconds * 1000
-
-        def store(url: str, region: str) -> RedisStore:
-            return RedisStore(url, name=region, messages_kept=kept, member_ttl_ms=ttl_ms)
-
-        peers = [store(url, region) for region, url in sorted(config.peer_redis_urls.items())]
-        return PresenceHub(store(config.redis_url, config.region), peers, config=config.presence)
+        return redis_presence(
+            config.redis_url,
+            region=config.region,
+            peers=config.peer_redis_urls,
+            config=config.presence,
+        )
 
     async def close(self) -> None:
         """Leave the membership, end every session, stop serving, close connections.

@@ -7,7 +7,7 @@ like, and leave or expire; functions read rooms reactively through ``ctx.presenc
 from syncline.presence._context import PresenceReader, PresenceWriter
 from syncline.presence._hub import PresenceHub
 from syncline.presence._model import PresenceConfig, member_id_of
-from syncline.presence._redis import RedisStore
+from syncline.presence._redis import RedisStore, redis_presence
 from syncline.presence._store import MemoryStore, RegionStore
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "RedisStore",
     "RegionStore",
     "member_id_of",
+    "redis_presence",
 ]

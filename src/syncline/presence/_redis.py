@@ -19,13 +19,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from syncline._redis import connect_redis
-from syncline.presence._model import Broadcast, Join, Leave, PresenceOp, RoomEvent, RoomSnapshot
+from syncline.presence._hub import PresenceHub
+from syncline.presence._model import (
+    Broadcast,
+    Join,
+    Leave,
+    PresenceConfig,
+    PresenceOp,
+    RoomEvent,
+    RoomSnapshot,
+)
 from syncline.presence._store import RefreshEntry, RegionStore
 
 log = logging.getLogger(__name__)
@@ -268,3 +277,26 @@ class RedisStore(RegionStore):
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(RECONNECT_SECONDS)
+
+
+def redis_presence(
+    url: str,
+    *,
+    region: str,
+    peers: Mapping[str, str] | None = None,
+    config: PresenceConfig | None = None,
+) -> PresenceHub:
+    """A node's presence over its region's Redis at ``url``, reading rooms also from
+    ``peers`` (``{region: url}``), so that rooms span regions."""
+    config = config or PresenceConfig()
+
+    def store(store_url: str, name: str) -> RedisStore:
+        return RedisStore(
+            store_url,
+            name=name,
+            messages_kept=config.messages_kept,
+            member_ttl_ms=config.member_ttl_seconds * 1000,
+        )
+
+    others = [store(peer_url, name) for name, peer_url in sorted((peers or {}).items())]
+    return PresenceHub(store(url, region), others, config=config)

@@ -373,14 +373,13 @@ class FunctionRunner:
         assert spec.path is not None
         path = spec.path
         lines: list[str] = []
-        member = None if session_id is None else member_id_of(session_id)
-        presence = PresenceWriter(self._presence, member, self._clock_ms)
+        presence = self.presence_writer(session_id)
         limiter = FunctionRateLimiter(self._rate_limiter)
 
         async def body(tx: Transaction, live: Deployment) -> Any:
             nonlocal presence
             # Each attempt starts over: only the committed one's changes apply.
-            presence = PresenceWriter(self._presence, member, self._clock_ms)
+            presence = self.presence_writer(session_id)
             limiter.new_attempt()
             value, lines[:] = await self.execute_mutation(
                 tx,
@@ -399,9 +398,20 @@ class FunctionRunner:
             body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
         )
         result.log_lines = lines
-        if presence.ops and self._presence is not None and not result.deduplicated:
-            await self._presence.apply(presence.ops)
+        if not result.deduplicated:
+            await self.apply_presence(presence)
         return result
+
+    def presence_writer(self, session_id: str | None = None) -> PresenceWriter:
+        """``ctx.presence`` for one attempt of a mutation called by ``session_id``
+        (None: no session, so it may only broadcast)."""
+        member = None if session_id is None else member_id_of(session_id)
+        return PresenceWriter(self._presence, member, self._clock_ms)
+
+    async def apply_presence(self, writer: PresenceWriter) -> None:
+        """Apply what a committed mutation did to presence rooms."""
+        if writer.ops and self._presence is not None:
+            await self._presence.apply(writer.ops)
 
     async def execute_mutation(
         self,
@@ -443,7 +453,7 @@ class FunctionRunner:
             parent_job_id=parent_job_id,
         )
         if presence is None:
-            presence = PresenceWriter(None, None, self._clock_ms)
+            presence = PresenceWriter(None, None, self._clock_ms)  # no presence here
         if rate_limiter is None:
             rate_limiter = FunctionRateLimiter(self._rate_limiter)
         ctx = MutationCtx(db, Auth(identity), scheduler, presence, rate_limiter)

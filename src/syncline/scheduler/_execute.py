@@ -88,16 +88,24 @@ async def _run_mutation(
 ) -> tuple[Outcome, int | None]:
     job_id, path = first.job_id, first.path
     skipped = False
+    presence = runner.presence_writer()
 
     async def body(tx: Transaction, deployment: Deployment) -> Any:
-        nonlocal skipped
+        nonlocal skipped, presence
         current = await first.read(tx)
         skipped = current is None or state_of(current) is not JobState.PENDING
         if skipped:
             return None
         assert current is not None
+        presence = runner.presence_writer()  # only the committed attempt's changes apply
         value, _ = await runner.execute_mutation(
-            tx, deployment, path, _job_args(current), ANONYMOUS, parent_job_id=job_id
+            tx,
+            deployment,
+            path,
+            _job_args(current),
+            ANONYMOUS,
+            parent_job_id=job_id,
+            presence=presence,
         )
         await set_state(tx, current, JobState.SUCCESS, now_ms=clock_ms())
         return value
@@ -110,6 +118,7 @@ async def _run_mutation(
         return await _record_failure(runner, job_id, JobState.PENDING, exc.message, clock_ms)
     if skipped:
         return Outcome.SKIPPED, None
+    await runner.apply_presence(presence)
     return Outcome.SUCCESS, result.ts
 
 

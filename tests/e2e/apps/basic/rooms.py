@@ -4,7 +4,7 @@ Rooms named ``staff:...`` admit signed-in callers only: functions decide who may
 join and read a room.
 """
 
-from syncline import AppError, mutation, query, v
+from syncline import AppError, internal, internal_mutation, mutation, query, v
 
 
 async def _admit(ctx, room):
@@ -45,3 +45,13 @@ async def members(ctx, room):
 async def messages(ctx, room):
     await _admit(ctx, room)
     return await ctx.presence.messages(room)
+
+
+@mutation(args={"room": v.string(), "text": v.string()})
+async def announce_later(ctx, room, text):
+    await ctx.scheduler.run_after(0, internal.rooms.announce, {"room": room, "text": text})
+
+
+@internal_mutation(args={"room": v.string(), "text": v.string()})
+async def announce(ctx, room, text):
+    await ctx.presence.broadcast(room, {"text": text, "from": "scheduler"})
