@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from convex import ConvexClient
 
@@ -102,6 +103,46 @@ async def test_up_serves_the_official_clients_status_reports_down_stops(
     assert python.returncode == 0 and float(output) == 2.0
     assert await node.wait_for_update(sub, lambda v: v == 2.0) == 2.0
     await node.call("close", client="js")
+
+    # Every service serves its metrics for Prometheus, the ones it records among them.
+    texts: dict[str, list[str]] = {}
+    async with aiohttp.ClientSession() as http:
+        for process in report["processes"]:
+            role = process["role"]
+            if role not in ("gateway", "sync", "txn", "scheduler"):
+                continue
+            port = url.rsplit(":", 1)[1] if role == "gateway" else process["http_port"]
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200
+                assert response.content_type == "text/plain"
+                text = await response.text()
+            assert f'service_name="syncline-{role}"' in text
+            texts.setdefault(role, []).append(text)
+
+    def leading(role: str) -> list[str]:
+        return [
+            text
+            for text in texts[role]
+            if any(
+                line.startswith("syncline_election_leader") and line.endswith(" 1.0")
+                for line in text.splitlines()
+            )
+        ]
+
+    assert "syncline_gateway_sessions" in texts["gateway"][0]
+    (txn_leader,) = leading("txn")
+    assert "syncline_txn_commit_batch_size_bucket" in txn_leader
+    assert "syncline_txn_commit_batch_duration_seconds_bucket" in txn_leader
+    assert len(leading("scheduler")) == 1
+    served = [t for t in texts["sync"] if 'syncline_function_path="bank:increment"' in t]
+    assert served, "no sync node recorded the mutations"
+    for fragment in (
+        'syncline_function_kind="mutation"',
+        "syncline_sync_sessions",
+        "syncline_sync_query_reruns_total",
+        "syncline_sync_subscriptions",
+    ):
+        assert fragment in served[0], fragment
 
     code, _, err = await syncline("cluster", "down", "--data", str(data_dir))
     assert code == 0, err

@@ -115,6 +115,8 @@ def test_every_container_runs_a_command_its_service_accepts(
         else:
             assert ports == {"grpc": config.port, "http": config.http_port}
             assert config.advertise_host == "10.1.2.3"
+        annotations = manifest["spec"]["template"]["metadata"]["annotations"]
+        assert int(annotations["prometheus.io/port"]) == ports["http"]  # /metrics lives there
         for probe in ("livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["port"] in ports
             assert container[probe]["httpGet"]["path"] in ("/healthz", "/readyz")

@@ -30,6 +30,7 @@ from syncline.cluster import _tls as tls
 from syncline.cluster._members import SyncMembers
 from syncline.cluster._mux import NodeLink
 from syncline.cluster._relay import RelayedSession, SessionStream
+from syncline.cluster._service import metrics_endpoint
 from syncline.cluster._tls import ServiceTls
 from syncline.cluster._wire import call_from_proto, call_to_proto
 from syncline.cluster._zk import ZkSession
@@ -38,6 +39,7 @@ from syncline.ratelimit import ClientLimits, MemoryRateLimiter, RateLimiter, Red
 from syncline.server import CallResult, DeployCall, FunctionCall, HttpApi, error_result
 from syncline.server._backend import Close, Send
 from syncline.sync._protocol import MAX_FRAME_BYTES
+from syncline.telemetry import observe_gauge
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -131,12 +133,19 @@ class Gateway:
     async def start(self) -> None:
         await self._zk.start()
         await self.members.start()
+        observe_gauge(
+            "syncline.gateway.sessions",
+            "{session}",
+            "Client sessions this gateway relays to sync nodes",
+            lambda: [(float(len(self.sessions)), {"syncline.region": self.config.region})],
+        )
         self._http = HttpApi(
             _GatewayBackend(self), limits=self.config.client_limits, limiter=self._limiter
         )
         app = self._http.application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", metrics_endpoint)
         self._site_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._site_runner.setup()
         site = web.TCPSite(self._site_runner, self.config.host, self.config.port)

@@ -36,6 +36,7 @@ from syncline.ratelimit import RedisRateLimiter
 from syncline.runtime import FunctionRunner, install_print_capture
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.storage import CommitNotifier, Storage
+from syncline.telemetry import observe_gauge
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -129,6 +130,12 @@ class SchedulerNode:
             self._deployments,
             presence=self._presence,
             rate_limiter=self._limiter,
+        )
+        observe_gauge(
+            "syncline.election.leader",
+            "1",
+            "1 while this node leads its service, else 0",
+            lambda: [(1.0 if self.role is Role.LEADER else 0.0, {"syncline.service": "scheduler"})],
         )
         self._server = tls.server(self.config.tls)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from syncline._errors import ConfigError
 from syncline.cluster._tls import ServiceTls, tls_from_flags
+from syncline.telemetry import CONTENT_TYPE, configure_metrics, configured
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,14 @@ async def run_until_signalled(node: ServiceNode) -> None:
 HealthBody = Callable[[], dict[str, Any]]
 
 
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """``GET /metrics``: this process's metrics for Prometheus."""
+    telemetry = configured()
+    if telemetry is None:
+        return web.Response(status=404, text="metrics are not configured in this process\n")
+    return web.Response(body=telemetry.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def start_health_http(
     host: str, port: int, *, alive: HealthBody, ready: Callable[[], tuple[bool, dict[str, Any]]]
 ) -> web.AppRunner:
@@ -104,6 +113,7 @@ async def start_health_http(
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -182,6 +192,7 @@ def run_service(node: ServiceNode) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    configure_metrics(node.kind, node.identifier)
     asyncio.run(run_until_signalled(node))
     return 0
 

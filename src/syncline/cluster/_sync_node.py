@@ -72,6 +72,7 @@ from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
+from syncline.telemetry import observe_gauge
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -270,6 +271,21 @@ class SyncNode:
             user_limit=config.user_rate,
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)
+        region = {"syncline.region": config.region}
+        observe_gauge(
+            "syncline.sync.subscriptions",
+            "{query}",
+            "Distinct subscribed queries this node keeps current",
+            lambda: [(float(manager.query_count), region)],
+        )
+        if isinstance(self.storage, RegionalStorage):
+            storage = self.storage
+            observe_gauge(
+                "syncline.replication.lag",
+                "s",
+                "How far this region's replica is behind the commits it has been sent",
+                lambda: [(storage.lag_seconds, region)],
+            )
         self._calls = LocalBackend(
             runner=runner, manager=manager, authenticator=lambda: authenticator
         )

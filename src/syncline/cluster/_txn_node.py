@@ -48,6 +48,7 @@ from syncline.cluster._wire import (
 from syncline.database import DataModel
 from syncline.runtime import DeploymentManager
 from syncline.storage import Storage
+from syncline.telemetry import observe_gauge
 from syncline.txn import CommitOutcome, Committer, CommitterConfig
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
@@ -119,6 +120,12 @@ class TxnNode:
         self._app = load_app(self.config.app_dir)
         self._code_dir = Path(tempfile.mkdtemp(prefix="syncline-txn-code-"))
         await self.storage.open()
+        observe_gauge(
+            "syncline.election.leader",
+            "1",
+            "1 while this node leads its service, else 0",
+            lambda: [(1.0 if self.role is Role.LEADER else 0.0, {"syncline.service": "txn"})],
+        )
         self._server = tls.server(self.config.tls, options=TXN_GRPC_OPTIONS)
         pb_grpc.add_TxnServicer_to_server(_TxnServicer(self), self._server)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)

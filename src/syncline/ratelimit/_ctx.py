@@ -6,6 +6,7 @@ from __future__ import annotations
 from syncline._errors import ConfigError
 from syncline.ratelimit._limiter import BucketSpec, Decision, RateLimiter
 from syncline.ratelimit._limits import refusal
+from syncline.telemetry import rate_limit_refusals
 
 MAX_NAME_LENGTH = 256
 
@@ -54,4 +55,5 @@ class FunctionRateLimiter:
             decision = await self._limiter.take(f"fn:{name}:{key}", spec, cost)
             self._decisions.append(decision)
         if not decision.allowed:
+            rate_limit_refusals.add(1, {"syncline.ratelimit.bucket": "fn"})
             raise refusal(decision, f"rate limit {name!r}")

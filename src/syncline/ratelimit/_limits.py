@@ -10,6 +10,7 @@ from typing import Final
 
 from syncline._errors import RateLimitedError
 from syncline.ratelimit._limiter import BucketSpec, Decision, RateLimiter
+from syncline.telemetry import rate_limit_refusals
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -78,4 +79,5 @@ async def check(limiter: RateLimiter, key: str, spec: BucketSpec | None, what: s
         return
     decision = await limiter.take(key, spec)
     if not decision.allowed:
+        rate_limit_refusals.add(1, {"syncline.ratelimit.bucket": key.split(":", 1)[0]})
         raise refusal(decision, what)

@@ -51,6 +51,7 @@ from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, Qu
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
 from syncline.storage import DeferredSnapshot, Snapshot, Storage
+from syncline.telemetry import recorded_call
 from syncline.txn import CommitClient, CommitRequest, ReadSet
 from syncline.values import from_json, to_json
 
@@ -288,16 +289,19 @@ class FunctionRunner:
         journal: str | None = None,
         from_function: bool = False,
     ) -> QueryResult:
-        if snapshot is None:
-            await self._deployments.wait_stable()
-        deployment, spec = self.resolve(
-            ref, FunctionKind.QUERY, identity, from_function=from_function
-        )
-        checked = self._check_args(deployment, spec, args)
-        if snapshot is not None:
-            return await self._query_in(snapshot, deployment, spec, checked, identity, journal)
-        async with self._storage.snapshot() as own:
-            return await self._query_in(own, deployment, spec, checked, identity, journal)
+        # A client's one-off query is a call; a subscription's re-run is counted apart.
+        with recorded_call("query", record=snapshot is None and not from_function) as call:
+            if snapshot is None:
+                await self._deployments.wait_stable()
+            deployment, spec = self.resolve(
+                ref, FunctionKind.QUERY, identity, from_function=from_function
+            )
+            call["syncline.function.path"] = str(spec.path)
+            checked = self._check_args(deployment, spec, args)
+            if snapshot is not None:
+                return await self._query_in(snapshot, deployment, spec, checked, identity, journal)
+            async with self._storage.snapshot() as own:
+                return await self._query_in(own, deployment, spec, checked, identity, journal)
 
     async def _query_in(
         self,
@@ -360,47 +364,52 @@ class FunctionRunner:
         ``session_id``: the client session calling, which ``ctx.presence`` joins
         rooms as. Presence changes apply once the mutation has committed.
         """
-        deployment, spec = self.resolve(
-            ref, FunctionKind.MUTATION, identity, from_function=from_function
-        )
-        if idempotency_key is not None and not fresh_key:
-            earlier = await self._committer.find_idempotent(idempotency_key)
-            if earlier is not None:
-                return MutationResult(
-                    from_json(json.loads(earlier.result_json)), earlier.ts, [], deduplicated=True
-                )
-        checked = self._check_args(deployment, spec, args)
-        assert spec.path is not None
-        path = spec.path
-        lines: list[str] = []
-        presence = self.presence_writer(session_id)
-        limiter = FunctionRateLimiter(self._rate_limiter)
-
-        async def body(tx: Transaction, live: Deployment) -> Any:
-            nonlocal presence
-            # Each attempt starts over: only the committed one's changes apply.
-            presence = self.presence_writer(session_id)
-            limiter.new_attempt()
-            value, lines[:] = await self.execute_mutation(
-                tx,
-                live,
-                path,
-                checked,
-                identity,
-                checked_for=spec,
-                parent_job_id=parent_job_id,
-                presence=presence,
-                rate_limiter=limiter,
+        with recorded_call("mutation", record=not from_function) as call:
+            deployment, spec = self.resolve(
+                ref, FunctionKind.MUTATION, identity, from_function=from_function
             )
-            return value
+            call["syncline.function.path"] = str(spec.path)
+            if idempotency_key is not None and not fresh_key:
+                earlier = await self._committer.find_idempotent(idempotency_key)
+                if earlier is not None:
+                    return MutationResult(
+                        from_json(json.loads(earlier.result_json)),
+                        earlier.ts,
+                        [],
+                        deduplicated=True,
+                    )
+            checked = self._check_args(deployment, spec, args)
+            assert spec.path is not None
+            path = spec.path
+            lines: list[str] = []
+            presence = self.presence_writer(session_id)
+            limiter = FunctionRateLimiter(self._rate_limiter)
 
-        result = await self.transact(
-            body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
-        )
-        result.log_lines = lines
-        if not result.deduplicated:
-            await self.apply_presence(presence)
-        return result
+            async def body(tx: Transaction, live: Deployment) -> Any:
+                nonlocal presence
+                # Each attempt starts over: only the committed one's changes apply.
+                presence = self.presence_writer(session_id)
+                limiter.new_attempt()
+                value, lines[:] = await self.execute_mutation(
+                    tx,
+                    live,
+                    path,
+                    checked,
+                    identity,
+                    checked_for=spec,
+                    parent_job_id=parent_job_id,
+                    presence=presence,
+                    rate_limiter=limiter,
+                )
+                return value
+
+            result = await self.transact(
+                body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
+            )
+            result.log_lines = lines
+            if not result.deduplicated:
+                await self.apply_presence(presence)
+            return result
 
     def presence_writer(self, session_id: str | None = None) -> PresenceWriter:
         """``ctx.presence`` for one attempt of a mutation called by ``session_id``
@@ -577,31 +586,33 @@ class FunctionRunner:
         parent_job_id: str | None = None,
     ) -> ActionResult:
         """``parent_job_id``: the scheduled job this action runs for (or runs within)."""
-        deployment, spec = self.resolve(
-            ref, FunctionKind.ACTION, identity, from_function=from_function
-        )
-        if depth > MAX_ACTION_DEPTH:
-            raise ValidationError(f"actions may nest at most {MAX_ACTION_DEPTH} deep")
-        checked = self._check_args(deployment, spec, args)
-        assert spec.path is not None
-        scheduler = ActionScheduler(
-            self._transact_for_scheduler,
-            now_ms=self._clock_ms,
-            limits=self._config.jobs,
-            parent_job_id=parent_job_id,
-        )
-        ctx = ActionCtx(
-            self,
-            identity,
-            depth,
-            scheduler,
-            parent_job_id,
-            FunctionRateLimiter(self._rate_limiter),
-        )
-        with capture_log_lines(spec.path) as lines:
-            value = await self._invoke(spec, ctx, checked)
-        self._check_result(deployment, spec, value)
-        return ActionResult(value, lines)
+        with recorded_call("action", record=not from_function) as call:
+            deployment, spec = self.resolve(
+                ref, FunctionKind.ACTION, identity, from_function=from_function
+            )
+            call["syncline.function.path"] = str(spec.path)
+            if depth > MAX_ACTION_DEPTH:
+                raise ValidationError(f"actions may nest at most {MAX_ACTION_DEPTH} deep")
+            checked = self._check_args(deployment, spec, args)
+            assert spec.path is not None
+            scheduler = ActionScheduler(
+                self._transact_for_scheduler,
+                now_ms=self._clock_ms,
+                limits=self._config.jobs,
+                parent_job_id=parent_job_id,
+            )
+            ctx = ActionCtx(
+                self,
+                identity,
+                depth,
+                scheduler,
+                parent_job_id,
+                FunctionRateLimiter(self._rate_limiter),
+            )
+            with capture_log_lines(spec.path) as lines:
+                value = await self._invoke(spec, ctx, checked)
+            self._check_result(deployment, spec, value)
+            return ActionResult(value, lines)
 
     async def _transact_for_scheduler(self, body: TransactionBody[Any]) -> Any:
         async def run(tx: Transaction, deployment: Deployment) -> Any:

@@ -34,6 +34,7 @@ from syncline.runtime import Deployment, FunctionRunner
 from syncline.scheduler._crons import fire_cron, reconcile_crons, replan_crons
 from syncline.scheduler._execute import Outcome, execute_job, fail_interrupted_actions
 from syncline.storage import Document, Storage
+from syncline.telemetry import scheduler_lateness
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,9 @@ class JobScheduler:
 
     def _start_job(self, job: Document, now: float, seen_ts: int) -> None:
         job_id = str(job["_id"])
-        self.lateness_ms.append(max(0.0, now - float(job.get("scheduledTime", now))))
+        lateness_ms = max(0.0, now - float(job.get("scheduledTime", now)))
+        self.lateness_ms.append(lateness_ms)
+        scheduler_lateness.record(lateness_ms / 1000)
         task = asyncio.create_task(self._run(job, seen_ts), name=f"job {job.get('name')}")
         self._running[job_id] = task
 

@@ -50,6 +50,7 @@ from syncline.sync._subscriptions import (
     error_for_client,
     failure_outcome,
 )
+from syncline.telemetry import sessions
 from syncline.values import from_json, to_json
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class SyncSession:
 
     async def run(self, frames: AsyncIterator[str | bytes]) -> None:
         """Serve until the client disconnects or the session fails."""
+        sessions.add(1)
         self._spawn(self._sender(), "sender")
         self._spawn(self._mutation_worker(), "mutations")
         self._spawn(self._pinger(), "pinger")
@@ -135,6 +137,7 @@ class SyncSession:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        sessions.add(-1)
         self._manager.forget_session(self)
         hub = self._runner.presence
         if hub is not None and self.session_id is not None:

@@ -23,6 +23,7 @@ from syncline._errors import AppError, SynclineError
 from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
+from syncline.telemetry import query_reruns
 from syncline.txn import Interval, ReadSet, sorted_keys_by_index
 from syncline.values import field_boundaries, json_dumps_canonical, to_json
 
@@ -340,6 +341,7 @@ class SubscriptionManager:
                     if snapshot.ts > self._ts:
                         to_run |= await self._invalidated(snapshot, self._ts)
                 queries = [q for q in to_run if self._queries.get(q.key) is q]
+                query_reruns.add(len(queries))
                 results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
                 buckets = [_buckets(read_set) for _, read_set, _, _ in results]
         except BaseException:

@@ -28,6 +28,7 @@ from syncline._errors import (
     UnavailableError,
 )
 from syncline.storage import CommitEntry, DocumentWrite, IdempotencyRecord, Storage
+from syncline.telemetry import commit_batch_duration, commit_batch_size, occ_conflicts
 from syncline.txn._intervals import ReadSet, sorted_keys_by_index
 from syncline.txn._window import WriteWindow
 
@@ -276,6 +277,7 @@ class Committer:
                 continue
             conflict = self._window.check(request.snapshot_ts, request.read_set)
             if conflict is not None:
+                occ_conflicts.add(1)
                 _answer(pending, OccConflictError(conflict.reason))
                 continue
             ts = self.next_ts()
@@ -288,6 +290,7 @@ class Committer:
                 keys_in_batch[key] = CommitOutcome(ts, request.result_json)
         if not accepted:
             return
+        started = time.perf_counter()
         try:
             await self._storage.write_batch([entry for _, entry in accepted], epoch=self._epoch)
         except FencedError as exc:
@@ -310,6 +313,8 @@ class Committer:
             for pending in [p for p, _ in accepted] + [p for p, _ in duplicates]:
                 _answer(pending, _outcome_unknown())
             return
+        commit_batch_duration.record(time.perf_counter() - started)
+        commit_batch_size.record(len(accepted))
         for pending, entry in accepted:
             outcome = CommitOutcome(entry.ts, pending.request.result_json)
             if entry.idempotency is not None:

@@ -133,3 +133,10 @@ securityContext:
   readOnlyRootFilesystem: true
   capabilities: {drop: [ALL]}
 {{- end -}}
+
+{{/* Prometheus's scrape convention: every service serves /metrics on its HTTP port. */}}
+{{- define "syncline.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/path: /metrics
+prometheus.io/port: {{ . | quote }}
+{{- end -}}

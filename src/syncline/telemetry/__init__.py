@@ -1,0 +1,33 @@
+"""Metrics: recorded through OpenTelemetry everywhere, exported in Prometheus's text
+format by each service process that configures it."""
+
+from syncline.telemetry._export import CONTENT_TYPE, Telemetry, configure_metrics, configured
+from syncline.telemetry._instruments import (
+    commit_batch_duration,
+    commit_batch_size,
+    function_duration,
+    observe_gauge,
+    occ_conflicts,
+    query_reruns,
+    rate_limit_refusals,
+    recorded_call,
+    scheduler_lateness,
+    sessions,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Telemetry",
+    "commit_batch_duration",
+    "commit_batch_size",
+    "configure_metrics",
+    "configured",
+    "function_duration",
+    "observe_gauge",
+    "occ_conflicts",
+    "query_reruns",
+    "rate_limit_refusals",
+    "recorded_call",
+    "scheduler_lateness",
+    "sessions",
+]
