@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -65,6 +66,53 @@ async def data_dir() -> AsyncIterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "syncline"
+
+
+def metric_names(exposition: str) -> set[str]:
+    """The metric names of a Prometheus text exposition."""
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def referenced_metrics() -> set[str]:
+    """Every metric the chart's dashboards and alert rules read."""
+    text = (CHART / "templates" / "monitoring.yaml").read_text()
+    for dashboard in (CHART / "dashboards").glob("*.json"):
+        for panel in json.loads(dashboard.read_text())["panels"]:
+            text += " ".join(target["expr"] for target in panel["targets"])
+    tokens = set(re.findall(r"\bsyncline_[a-z_]+", text))
+    labels = {
+        label.strip()
+        for grouping in re.findall(r"\bby\s*\(([^)]*)\)", text)
+        for label in grouping.split(",")
+    }
+    labels |= set(re.findall(r"\b(\w+)\s*!?=~?\s*\"", text))  # label matchers
+    labels |= set(re.findall(r"\$labels\.(\w+)", text))
+    return tokens - labels
+
+
+async def metrics_by_role(report: dict[str, Any], gateway_url: str) -> dict[str, list[str]]:
+    """Each service's /metrics text, by role."""
+    texts: dict[str, list[str]] = {}
+    async with aiohttp.ClientSession() as http:
+        for process in report["processes"]:
+            role = process["role"]
+            if role not in ("gateway", "sync", "txn", "scheduler"):
+                continue
+            port = gateway_url.rsplit(":", 1)[1] if role == "gateway" else process["http_port"]
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200
+                assert response.content_type == "text/plain"
+                text = await response.text()
+            assert f'service_name="syncline-{role}"' in text
+            texts.setdefault(role, []).append(text)
+    return texts
+
+
 async def test_up_serves_the_official_clients_status_reports_down_stops(
     data_dir: Path, node: NodeDriver
 ) -> None:
@@ -105,19 +153,20 @@ async def test_up_serves_the_official_clients_status_reports_down_stops(
     await node.call("close", client="js")
 
     # Every service serves its metrics for Prometheus, the ones it records among them.
-    texts: dict[str, list[str]] = {}
-    async with aiohttp.ClientSession() as http:
-        for process in report["processes"]:
-            role = process["role"]
-            if role not in ("gateway", "sync", "txn", "scheduler"):
-                continue
-            port = url.rsplit(":", 1)[1] if role == "gateway" else process["http_port"]
-            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-                assert response.status == 200
-                assert response.content_type == "text/plain"
-                text = await response.text()
-            assert f'service_name="syncline-{role}"' in text
-            texts.setdefault(role, []).append(text)
+    # A scheduled job first, so the scheduler has run one.
+    await node.call("client", name="jobs", url=url)
+    await node.call(
+        "mutation",
+        client="jobs",
+        path="jobs:schedule_hits",
+        args={"prefix": "metrics", "start": 0.0, "count": 1.0},
+    )
+    texts = await metrics_by_role(report, url)
+    for _ in range(100):
+        if any("syncline_scheduler_job_lateness_seconds_count" in t for t in texts["scheduler"]):
+            break
+        await asyncio.sleep(0.1)
+        texts = await metrics_by_role(report, url)
 
     def leading(role: str) -> list[str]:
         return [
@@ -136,6 +185,10 @@ async def test_up_serves_the_official_clients_status_reports_down_stops(
     assert len(leading("scheduler")) == 1
     served = [t for t in texts["sync"] if 'syncline_function_path="bank:increment"' in t]
     assert served, "no sync node recorded the mutations"
+    # Every metric a dashboard panel or an alert rule reads exists (replication lag
+    # needs regions: the three-region test checks it).
+    exposed = {name for role in texts.values() for text in role for name in metric_names(text)}
+    assert referenced_metrics() - {"syncline_replication_lag_seconds"} <= exposed
     for fragment in (
         'syncline_function_kind="mutation"',
         "syncline_sync_sessions",
@@ -267,3 +320,8 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
     await latest_values(
         node, presence, lambda v: all(states(m) == without_native for m in v.values())
     )
+
+    # A region's sync node reports its replica's lag (the Regions dashboard's panel).
+    texts = await metrics_by_role(report, urls["us-east"])
+    lagging = [t for t in texts["sync"] if "syncline_replication_lag_seconds" in metric_names(t)]
+    assert len(lagging) == 2  # eu-west and ap-southeast; us-east reads the primary

@@ -4,6 +4,7 @@ exposes ports that the services accept, checked with the services' own parsers."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,7 +75,29 @@ def test_the_chart_lints_and_every_manifest_is_valid(values: Path) -> None:
     assert {"Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler"} <= kinds
     assert {"PodDisruptionBudget", "NetworkPolicy"} <= kinds
     for manifest in manifests:
+        if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # Prometheus Operator's resources: not in the Kubernetes schemas
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_monitoring_renders_a_pod_monitor_rules_and_every_dashboard() -> None:
+    manifests = _manifests(CHART / "ci" / "three-region-values.yaml")
+    (monitor,) = [m for m in manifests if m["kind"] == "PodMonitor"]
+    assert monitor["spec"]["podMetricsEndpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s"}
+    ]
+    (rules,) = [m for m in manifests if m["kind"] == "PrometheusRule"]
+    alerts = {rule["alert"] for rule in rules["spec"]["groups"][0]["rules"]}
+    assert {"SynclineTxnLeaderless", "SynclineReplicationLagHigh"} <= alerts
+    dashboards = {
+        m["metadata"]["name"]: m["data"]
+        for m in manifests
+        if m["kind"] == "ConfigMap" and m["metadata"]["labels"].get("grafana_dashboard") == "1"
+    }
+    assert len(dashboards) == len(list((CHART / "dashboards").glob("*.json"))) == 4
+    for data in dashboards.values():
+        (body,) = data.values()
+        assert json.loads(body)["panels"]
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=lambda p: p.stem)

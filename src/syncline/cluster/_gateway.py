@@ -39,7 +39,7 @@ from syncline.ratelimit import ClientLimits, MemoryRateLimiter, RateLimiter, Red
 from syncline.server import CallResult, DeployCall, FunctionCall, HttpApi, error_result
 from syncline.server._backend import Close, Send
 from syncline.sync._protocol import MAX_FRAME_BYTES
-from syncline.telemetry import observe_gauge
+from syncline.telemetry import observe_gauge, rate_limit_refusals
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -133,6 +133,8 @@ class Gateway:
     async def start(self) -> None:
         await self._zk.start()
         await self.members.start()
+        for bucket in ("ip", "ip-connect"):  # series from the start, for dashboards
+            rate_limit_refusals.add(0, {"syncline.ratelimit.bucket": bucket})
         observe_gauge(
             "syncline.gateway.sessions",
             "{session}",

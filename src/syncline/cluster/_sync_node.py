@@ -72,7 +72,7 @@ from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
-from syncline.telemetry import observe_gauge
+from syncline.telemetry import observe_gauge, rate_limit_refusals
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -272,6 +272,8 @@ class SyncNode:
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)
         region = {"syncline.region": config.region}
+        for bucket in ("user", "fn"):  # series from the start, for dashboards and alerts
+            rate_limit_refusals.add(0, {"syncline.ratelimit.bucket": bucket})
         observe_gauge(
             "syncline.sync.subscriptions",
             "{query}",

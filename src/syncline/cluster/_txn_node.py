@@ -48,7 +48,7 @@ from syncline.cluster._wire import (
 from syncline.database import DataModel
 from syncline.runtime import DeploymentManager
 from syncline.storage import Storage
-from syncline.telemetry import observe_gauge
+from syncline.telemetry import observe_gauge, occ_conflicts
 from syncline.txn import CommitOutcome, Committer, CommitterConfig
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
@@ -120,6 +120,7 @@ class TxnNode:
         self._app = load_app(self.config.app_dir)
         self._code_dir = Path(tempfile.mkdtemp(prefix="syncline-txn-code-"))
         await self.storage.open()
+        occ_conflicts.add(0)  # a series from the start, for dashboards and alerts
         observe_gauge(
             "syncline.election.leader",
             "1",
