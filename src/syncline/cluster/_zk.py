@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 
 # Imported here, on the importing thread, rather than lazily on kazoo's threads:
@@ -23,8 +24,22 @@ import kazoo.recipe.lock  # noqa: F401
 from kazoo.client import KazooClient, KazooState
 
 from syncline._errors import UnavailableError
+from syncline.telemetry import observe_gauge
 
 log = logging.getLogger(__name__)
+
+
+_live_sessions: weakref.WeakSet[ZkSession] = weakref.WeakSet()
+observe_gauge(
+    "syncline.zookeeper.connected",
+    "1",
+    "1 while every ZooKeeper session of this process is connected, else 0",
+    lambda: [(1.0 if all(_connected(z) for z in _live_sessions) else 0.0, {})],
+)
+
+
+def _connected(session: ZkSession) -> bool:
+    return session.connected.is_set()
 
 
 class ZkSession:
@@ -36,7 +51,8 @@ class ZkSession:
         self.client = KazooClient(hosts=hosts, timeout=session_timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Callable[[str], None]] = []
-        self.connected = asyncio.Event()
+        self.connected: asyncio.Event = asyncio.Event()
+        _live_sessions.add(self)
 
     def on_state(self, listener: Callable[[str], None]) -> None:
         """``listener(state)`` on the loop: "CONNECTED", "SUSPENDED" or "LOST"."""
@@ -65,6 +81,8 @@ class ZkSession:
         self.connected.set()
 
     async def close(self) -> None:
+        _live_sessions.discard(self)
+
         def stop() -> None:
             try:
                 self.client.stop()

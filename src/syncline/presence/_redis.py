@@ -36,6 +36,7 @@ from syncline.presence._model import (
     RoomSnapshot,
 )
 from syncline.presence._store import RefreshEntry, RegionStore
+from syncline.telemetry import observe_gauge
 
 log = logging.getLogger(__name__)
 
@@ -298,5 +299,15 @@ def redis_presence(
             member_ttl_ms=config.member_ttl_seconds * 1000,
         )
 
-    others = [store(peer_url, name) for name, peer_url in sorted((peers or {}).items())]
-    return PresenceHub(store(url, region), others, config=config)
+    stores = [store(url, region)]
+    stores += [store(peer_url, name) for name, peer_url in sorted((peers or {}).items())]
+    observe_gauge(
+        "syncline.redis.connected",
+        "1",
+        "1 while this node's connection to a region's Redis is up, else 0",
+        lambda: [
+            (0.0 if s.disconnected_since is not None else 1.0, {"syncline.region": s.name})
+            for s in stores
+        ],
+    )
+    return PresenceHub(stores[0], stores[1:], config=config)

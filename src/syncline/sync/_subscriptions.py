@@ -15,6 +15,7 @@ import contextlib
 import enum
 import json
 import logging
+import time
 from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,7 +24,7 @@ from syncline._errors import AppError, SynclineError
 from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
-from syncline.telemetry import query_reruns
+from syncline.telemetry import query_reruns, update_latency
 from syncline.txn import Interval, ReadSet, sorted_keys_by_index
 from syncline.values import field_boundaries, json_dumps_canonical, to_json
 
@@ -364,6 +365,10 @@ class SubscriptionManager:
                 query.outcome = outcome
                 changed.add(query)
         advanced = target_ts > self._ts
+        if advanced and changed:
+            # Commit ts are wall-clock ns at the txn leader: the age of the newest
+            # commit these results reflect, as they go out.
+            update_latency.record(max(0.0, time.time() - target_ts / 1e9))
         self._ts = target_ts
         self.steps += 1
         affected: set[SyncSession] = set()

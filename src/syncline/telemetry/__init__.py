@@ -13,6 +13,7 @@ from syncline.telemetry._instruments import (
     recorded_call,
     scheduler_lateness,
     sessions,
+    update_latency,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "recorded_call",
     "scheduler_lateness",
     "sessions",
+    "update_latency",
 ]

@@ -44,6 +44,12 @@ occ_conflicts = _meter.create_counter(
     unit="{conflict}",
     description="Commits refused because something they read changed meanwhile",
 )
+update_latency = _meter.create_histogram(
+    "syncline.sync.update.latency",
+    unit="s",
+    description="From a commit's timestamp to its results being ready to push to subscribers",
+    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_SECONDS,
+)
 sessions = _meter.create_up_down_counter(
     "syncline.sync.sessions",
     unit="{session}",
