@@ -113,6 +113,7 @@ def test_every_container_runs_a_command_its_service_accepts(
         role = command[3]
         roles_seen.add(role)
         env = {e["name"]: e.get("value", "from-a-secret") for e in container.get("env", [])}
+        assert env["SYNCLINE_LOG_FORMAT"] == "json"
         for key, placeholder in {
             "SYNCLINE_ADMIN_SECRET": "ab" * 32,
             "SYNCLINE_PG_DSN": "postgresql://db/syncline",

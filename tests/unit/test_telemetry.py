@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def _run(script: str) -> str:
     done = subprocess.run(
@@ -63,3 +65,32 @@ def test_nothing_is_exported_before_metrics_are_configured() -> None:
         ).strip()
         == "None"
     )
+
+
+def test_json_logs_are_one_object_per_line_naming_the_service() -> None:
+    import json
+    import logging
+
+    from syncline._errors import ConfigError
+    from syncline.telemetry import JsonLogFormatter, configure_logging
+
+    formatter = JsonLogFormatter("sync", "node-7")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord(
+            "syncline.x", logging.ERROR, __file__, 1, "lost %s", ("it",), sys.exc_info()
+        )
+    entry = json.loads(formatter.format(record))
+    assert entry["level"] == "ERROR" and entry["message"] == "lost it"
+    assert (entry["service"], entry["instance"], entry["logger"]) == (
+        "sync",
+        "node-7",
+        "syncline.x",
+    )
+    assert "ValueError: boom" in entry["exception"]
+    assert entry["time"].endswith("+00:00")
+    with pytest.raises(ConfigError, match="expected one of text, json"):
+        configure_logging("sync", "node-7", "xml")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from syncline._errors import ConfigError
 from syncline.cluster._tls import ServiceTls, tls_from_flags
-from syncline.telemetry import CONTENT_TYPE, configure_metrics, configured
+from syncline.telemetry import CONTENT_TYPE, configure_logging, configure_metrics, configured
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,11 @@ def node_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_service(node: ServiceNode) -> int:
     """A service process's main: log to stderr, serve until signalled; the exit code."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(node.kind, node.identifier)
+    except ConfigError as exc:
+        print(f"syncline {node.kind}: {exc.message}", file=sys.stderr)
+        return 2
     configure_metrics(node.kind, node.identifier)
     asyncio.run(run_until_signalled(node))
     return 0

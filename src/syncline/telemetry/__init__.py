@@ -15,12 +15,15 @@ from syncline.telemetry._instruments import (
     sessions,
     update_latency,
 )
+from syncline.telemetry._logs import JsonLogFormatter, configure_logging
 
 __all__ = [
     "CONTENT_TYPE",
+    "JsonLogFormatter",
     "Telemetry",
     "commit_batch_duration",
     "commit_batch_size",
+    "configure_logging",
     "configure_metrics",
     "configured",
     "function_duration",

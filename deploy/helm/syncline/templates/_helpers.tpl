@@ -59,6 +59,11 @@ command: ["python", "-m", "syncline.cluster", {{ . | quote }}]
 {{- end }}
 {{- end -}}
 
+{{- define "syncline.logEnv" -}}
+- name: SYNCLINE_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- end -}}
+
 {{- define "syncline.podIpEnv" -}}
 - name: POD_IP
   valueFrom:
