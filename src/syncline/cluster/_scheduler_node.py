@@ -137,6 +137,18 @@ class SchedulerNode:
             "1 while this node leads its service, else 0",
             lambda: [(1.0 if self.role is Role.LEADER else 0.0, {"syncline.service": "scheduler"})],
         )
+        observe_gauge(
+            "syncline.scheduler.queue.depth",
+            "{job}",
+            "Due jobs not yet started, as the active scheduler's last scan saw them (one page)",
+            lambda: [(float(self.scheduler.stats.due_backlog if self.scheduler else 0), {})],
+        )
+        observe_gauge(
+            "syncline.scheduler.jobs.running",
+            "{job}",
+            "Scheduled functions running now on this node",
+            lambda: [(float(self.scheduler.running if self.scheduler else 0), {})],
+        )
         self._server = tls.server(self.config.tls)
         pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
         self.port = tls.secure_port(
