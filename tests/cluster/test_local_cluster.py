@@ -113,9 +113,32 @@ async def metrics_by_role(report: dict[str, Any], gateway_url: str) -> dict[str,
     return texts
 
 
+def traces(directory: Path) -> list[dict[str, Any]]:
+    """Every span the services wrote (SYNCLINE_TRACE_DIR)."""
+    return [
+        json.loads(line)
+        for path in directory.glob("*.jsonl")
+        for line in path.read_text().splitlines()
+        if line
+    ]
+
+
+def hops(spans: list[dict[str, Any]], root: dict[str, Any]) -> list[str]:
+    """The names of the spans under ``root``, following each child's first child."""
+    chain, current = [root["name"]], root
+    while True:
+        children = [s for s in spans if s["parent_span_id"] == current["span_id"]]
+        if not children:
+            return chain
+        current = children[0]
+        chain.append(current["name"])
+
+
 async def test_up_serves_the_official_clients_status_reports_down_stops(
-    data_dir: Path, node: NodeDriver
+    data_dir: Path, node: NodeDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    trace_dir = data_dir.parent / "traces"
+    monkeypatch.setenv("SYNCLINE_TRACE_DIR", str(trace_dir))
     code, out, err = await syncline("cluster", "up", "--app", str(BANK), "--data", str(data_dir))
     assert code == 0, err
     assert "txn node" in err and "leads" in err  # progress on stderr
@@ -151,6 +174,36 @@ async def test_up_serves_the_official_clients_status_reports_down_stops(
     assert python.returncode == 0 and float(output) == 2.0
     assert await node.wait_for_update(sub, lambda v: v == 2.0) == 2.0
     await node.call("close", client="js")
+
+    # One mutation's trace shows every hop, over the sync protocol and over HTTP.
+    async with aiohttp.ClientSession() as http:
+        body = {"path": "bank:increment", "args": {"name": "traced"}, "format": "json"}
+        async with http.post(f"{url}/api/mutation", json=body) as response:
+            assert response.status == 200
+    spans = traces(trace_dir)
+    for entry in ("gateway mutation", "gateway call"):
+        roots = [
+            s
+            for s in spans
+            if s["name"] == entry
+            and s["attributes"].get("syncline.function.path") == "bank:increment"
+        ]
+        assert roots, f"no {entry} span"
+        chain = hops([s for s in spans if s["trace_id"] == roots[-1]["trace_id"]], roots[-1])
+        sync_hop = "sync mutation" if entry == "gateway mutation" else "sync call"
+        assert chain == [entry, sync_hop, "txn commit", "postgresql write batch"], chain
+    services = {s["service"] for s in spans if s["trace_id"] == roots[-1]["trace_id"]}
+    assert services == {"gateway", "sync", "txn"}
+    # The step that re-ran subscriptions and pushed a commit's results links to it.
+    mutations = {(s["trace_id"], s["span_id"]) for s in spans if s["name"] == "sync mutation"}
+    published = [
+        link
+        for s in spans
+        if s["name"] == "sync publish"
+        for link in s["links"]
+        if (link["trace_id"], link["span_id"]) in mutations
+    ]
+    assert published, "no publish step links to a mutation"
 
     # Every service serves its metrics for Prometheus, the ones it records among them.
     # A scheduled job first, so the scheduler has run one.

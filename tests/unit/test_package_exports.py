@@ -17,6 +17,7 @@ import pytest
         "syncline.ratelimit",
         "syncline.storage",
         "syncline.sync",
+        "syncline.telemetry",
     ],
 )
 def test_all_is_sorted_and_complete(package: str) -> None:

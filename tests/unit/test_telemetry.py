@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,40 @@ def test_json_logs_are_one_object_per_line_naming_the_service() -> None:
     assert entry["time"].endswith("+00:00")
     with pytest.raises(ConfigError, match="expected one of text, json"):
         configure_logging("sync", "node-7", "xml")
+
+
+def test_spans_reach_the_trace_files_and_an_absent_collector_breaks_nothing(
+    tmp_path: Path,
+) -> None:
+    import json
+    import os
+
+    env = {
+        **os.environ,
+        "SYNCLINE_TRACE_DIR": str(tmp_path),
+        # A collector that is not there: export fails quietly in the background.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    }
+    script = """
+        from syncline.telemetry import configure_metrics, context_from, current_traceparent, tracer
+
+        configure_metrics("gateway", "g-1")
+        with tracer.start_as_current_span("gateway mutation"):
+            parent = current_traceparent()
+        with tracer.start_as_current_span("sync mutation", context=context_from(parent)):
+            pass
+        print(parent)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    parent = done.stdout.strip()
+    (path,) = tmp_path.glob("gateway-g-1.jsonl")
+    gateway, sync = [json.loads(line) for line in path.read_text().splitlines()]
+    assert parent.split("-")[1] == gateway["trace_id"] == sync["trace_id"]
+    assert sync["parent_span_id"] == gateway["span_id"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from syncline._errors import ConfigError, SynclineError, UnavailableError
 from syncline.cluster import _tls as tls
@@ -39,7 +40,7 @@ from syncline.ratelimit import ClientLimits, MemoryRateLimiter, RateLimiter, Red
 from syncline.server import CallResult, DeployCall, FunctionCall, HttpApi, error_result
 from syncline.server._backend import Close, Send
 from syncline.sync._protocol import MAX_FRAME_BYTES
-from syncline.telemetry import observe_gauge, rate_limit_refusals
+from syncline.telemetry import current_traceparent, observe_gauge, rate_limit_refusals, tracer
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -233,7 +234,19 @@ class Gateway:
 
     async def forward_call(self, call: FunctionCall) -> CallResult:
         """Forward one HTTP API call; a query is retried on another node if one fails."""
+        with tracer.start_as_current_span(
+            "gateway call",
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "http", "syncline.function.path": call.path[:256]},
+        ) as span:
+            result = await self._forward_call(call)
+            if result.status >= 400:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {result.status}"))
+            return result
+
+    async def _forward_call(self, call: FunctionCall) -> CallResult:
         message = call_to_proto(call)
+        metadata = (("traceparent", current_traceparent()),)
         tried: set[str] = set()
         while True:
             try:
@@ -244,7 +257,7 @@ class Gateway:
                 return error_result(exc)
             try:
                 response = await self.stub(member.address).Call(
-                    message, timeout=self.config.call_timeout_seconds
+                    message, timeout=self.config.call_timeout_seconds, metadata=metadata
                 )
             except grpc.aio.AioRpcError as exc:
                 tried.add(member.address)

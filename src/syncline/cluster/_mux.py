@@ -31,6 +31,7 @@ from typing import Protocol
 import grpc
 
 from syncline.server._backend import Close, Send
+from syncline.telemetry import traced_frame
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -96,10 +97,13 @@ class MuxSessionStream:
         self._taken = False
         self._closed = False
 
-    async def write(self, text: str) -> None:
-        """Send a client frame; dropped once the node is lost (the move replays it)."""
+    async def write(self, text: str, traceparent: str = "") -> None:
+        """Send a client frame (with the trace context of the gateway's span for it);
+        dropped once the node is lost (the move replays it)."""
         if not self._closed and self._lost is None:
-            self._link.put(pb.SessionFrame(session=self._number, json=text))
+            self._link.put(
+                pb.SessionFrame(session=self._number, json=text, traceparent=traceparent)
+            )
 
     async def read(self) -> str | None:
         """The node's next frame; None once the node ended the session.
@@ -347,7 +351,7 @@ async def serve_sessions(
                         session.task = asyncio.ensure_future(runner.run(session.frames()))
                         session.task.add_done_callback(functools.partial(finished, session))
                         on_count(1)
-                    if not session.receive(frame.json):
+                    if not session.receive(traced_frame(frame.json, frame.traceparent)):
                         await session.close(f"more than {MAX_INBOX} frames waiting")
                 elif session is not None and body == "delivered":
                     session.delivered(frame.delivered)

@@ -32,10 +32,14 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from syncline._errors import SynclineError
 from syncline.cluster._members import SyncMembers
 from syncline.cluster._mux import NodeLost
 from syncline.server._backend import Close, Send
+from syncline.telemetry import current_traceparent, tracer
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ ACTION_LOST = "Connection lost while action was in flight"
 class SessionStream(Protocol):
     """One session on a sync node (``MuxSessionStream``)."""
 
-    async def write(self, text: str) -> None: ...
+    async def write(self, text: str, traceparent: str = "") -> None: ...
 
     async def read(self) -> str | None:
         """The node's next frame; None when the node ended the session. Raises
@@ -85,6 +89,8 @@ class RelayedSession:
         self._failover_timeout = failover_timeout_seconds
         self._stream: SessionStream | None = None
         self._address: str | None = None
+        self._spans: dict[int, trace.Span] = {}
+        """The open span of each mutation and action sent, by request id."""
         self._lock = asyncio.Lock()
         """Held while writing to the node and while moving to another node."""
         # What a replay needs is kept as compact JSON text, parsed only to replay:
@@ -137,12 +143,18 @@ class RelayedSession:
                             await self._close(exc.message)
                             return
                         from_node = asyncio.ensure_future(self._from_nodes())
+                    traceparent = ""
                     if message is not None:
                         text = self._track_outgoing(message, text)
-                    await self._write(text)
+                        traceparent = self._start_span(message)
+                    await self._write(text, traceparent)
                 # Not kept alive while this session waits for its next frame.
                 message = None
         finally:
+            for span in self._spans.values():
+                span.set_status(Status(StatusCode.ERROR, "the client left"))
+                span.end()
+            self._spans.clear()
             if from_node is not None:
                 from_node.cancel()
                 await asyncio.gather(from_node, return_exceptions=True)
@@ -187,11 +199,42 @@ class RelayedSession:
             self._actions.append(message["requestId"])
         return text if shifted is message else _compact(shifted)
 
-    async def _write(self, text: str) -> None:
+    async def _write(self, text: str, traceparent: str = "") -> None:
         # If the node is gone the frame is dropped: the reader side moves the
         # session, and what this frame did is in the tracked state and replayed.
         assert self._stream is not None
-        await self._stream.write(text)
+        await self._stream.write(text, traceparent)
+
+    def _start_span(self, message: dict[str, Any]) -> str:
+        """A span for a mutation or action, ended by its response; its trace context."""
+        kind, request_id = message.get("type"), message.get("requestId")
+        if kind not in ("Mutation", "Action") or not isinstance(request_id, int):
+            return ""
+        path = message.get("udfPath")
+        span = tracer.start_span(
+            f"gateway {kind.lower()}",
+            kind=SpanKind.SERVER,
+            attributes={
+                "rpc.system": "convex_sync",
+                "rpc.method": kind,
+                "syncline.function.path": str(path)[:256],
+            },
+        )
+        old = self._spans.pop(request_id, None)
+        if old is not None:
+            old.end()
+        self._spans[request_id] = span
+        with trace.use_span(span, end_on_exit=False):
+            return current_traceparent()
+
+    def _end_span(self, message: dict[str, Any]) -> None:
+        request_id = message.get("requestId")
+        span = self._spans.pop(request_id, None) if isinstance(request_id, int) else None
+        if span is None:
+            return
+        if message.get("success") is False:
+            span.set_status(Status(StatusCode.ERROR, str(message.get("result"))[:256]))
+        span.end()
 
     # -- node -> client ------------------------------------------------------------------
 
@@ -236,6 +279,8 @@ class RelayedSession:
         kind = message.get("type")
         if kind == "Transition":
             return self._transition(message, text)
+        if kind in ("MutationResponse", "ActionResponse"):
+            self._end_span(message)
         request_id = message.get("requestId")
         if kind == "MutationResponse" and isinstance(request_id, int):
             self._mutations.pop(request_id, None)

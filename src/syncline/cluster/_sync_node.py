@@ -39,6 +39,7 @@ import grpc
 from aiohttp import web
 from kazoo.client import KazooState
 from kazoo.exceptions import KazooException, NoNodeError
+from opentelemetry.trace import SpanKind
 
 from syncline._errors import (
     AuthenticationError,
@@ -72,7 +73,7 @@ from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
-from syncline.telemetry import observe_gauge, rate_limit_refusals
+from syncline.telemetry import context_from, observe_gauge, rate_limit_refusals, tracer
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -681,8 +682,15 @@ class _SyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]
     async def Call(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext
     ) -> pb.CallResponse:
+        metadata = dict(context.invocation_metadata() or ())
         try:
-            return await self._node.call(request)
+            with tracer.start_as_current_span(
+                "sync call",
+                context=context_from(metadata.get("traceparent")),
+                kind=SpanKind.SERVER,
+                attributes={"syncline.function.path": request.path[:256]},
+            ):
+                return await self._node.call(request)
         except UnavailableError as exc:
             message = exc.message
         await context.abort(grpc.StatusCode.UNAVAILABLE, message)

@@ -67,6 +67,7 @@ def request_to_proto(request: CommitRequest) -> pb.CommitRequest:
         result_json=request.result_json,
         catalog_version=request.catalog_version or 0,
         fresh_key=request.fresh_key,
+        traceparent=request.traceparent,
     )
 
 
@@ -125,6 +126,7 @@ def request_from_proto(message: pb.CommitRequest) -> CommitRequest:
         result_json=message.result_json or "null",
         catalog_version=message.catalog_version or None,
         fresh_key=message.fresh_key and bool(message.idempotency_key),
+        traceparent=message.traceparent,
     )
 
 

@@ -51,7 +51,7 @@ from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, Qu
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._logs import capture_log_lines
 from syncline.storage import DeferredSnapshot, Snapshot, Storage
-from syncline.telemetry import recorded_call
+from syncline.telemetry import CommitSpans, current_traceparent, recorded_call
 from syncline.txn import CommitClient, CommitRequest, ReadSet
 from syncline.values import from_json, to_json
 
@@ -169,6 +169,8 @@ class FunctionRunner:
         self._config = config or RunnerConfig()
         self._clock_ms = clock_ms
         self._presence = presence
+        self.commit_spans = CommitSpans()
+        """The spans of this runner's recent commits, which the re-runs they cause link to."""
         self._rate_limiter = rate_limiter
         self._user_limit = user_limit
 
@@ -560,8 +562,10 @@ class FunctionRunner:
                 catalog_version,
                 # A key never sent before: no earlier commit can hold it.
                 fresh_key=fresh_key,
+                traceparent=current_traceparent(),
             )
         )
+        self.commit_spans.note(outcome.ts)
         if outcome.deduplicated:
             value = from_json(json.loads(outcome.result_json))
         return MutationResult(value, outcome.ts, [], outcome.deduplicated)

@@ -19,6 +19,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from syncline._errors import (
     AppError,
     AuthenticationError,
@@ -50,7 +53,7 @@ from syncline.sync._subscriptions import (
     error_for_client,
     failure_outcome,
 )
-from syncline.telemetry import sessions
+from syncline.telemetry import TracedFrame, context_from, sessions, tracer
 from syncline.values import from_json, to_json
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ class SyncSession:
         self._outbox: deque[str] = deque()
         self._closing: str | None = None
         self._dirty = asyncio.Event()
-        self._mutations: asyncio.Queue[tuple[FunctionRequest, Identity]] = asyncio.Queue(
+        self._mutations: asyncio.Queue[tuple[FunctionRequest, Identity, str]] = asyncio.Queue(
             MAX_QUEUED_REQUESTS
         )
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -193,13 +196,13 @@ class SyncSession:
             if message.kind == "Mutation":
                 if self._mutations.full():
                     raise ProtocolError("too many mutations in flight on this session")
-                self._mutations.put_nowait((message, self._identity))
+                self._mutations.put_nowait((message, self._identity, _traceparent(frame)))
             else:
                 if self._actions_running >= MAX_CONCURRENT_ACTIONS:
                     raise ProtocolError(
                         f"at most {MAX_CONCURRENT_ACTIONS} actions may run at once per session"
                     )
-                self._spawn(self._action(message, self._identity), "action")
+                self._spawn(self._action(message, self._identity, _traceparent(frame)), "action")
         elif isinstance(message, Event):
             log.debug("client event %s", message.event_type)
 
@@ -330,9 +333,10 @@ class SyncSession:
 
     async def _mutation_worker(self) -> None:
         while True:
-            request, identity = await self._mutations.get()
+            request, identity, traceparent = await self._mutations.get()
             try:
-                frame = await self._run_mutation(request, identity)
+                with _span("mutation", request, traceparent):
+                    frame = await self._run_mutation(request, identity)
             except Exception:
                 # Never leave the client waiting: later mutations still run.
                 log.exception("mutation %s failed unexpectedly", request.udf_path)
@@ -379,10 +383,11 @@ class SyncSession:
         self._manager.notify_when_advanced(self)
         self._dirty.set()
 
-    async def _action(self, request: FunctionRequest, identity: Identity) -> None:
+    async def _action(self, request: FunctionRequest, identity: Identity, traceparent: str) -> None:
         self._actions_running += 1
         try:
-            await self._run_action(request, identity)
+            with _span("action", request, traceparent):
+                await self._run_action(request, identity)
         except Exception:
             log.exception("action %s failed unexpectedly", request.udf_path)
             error = UncaughtFunctionError("Server Error: the action could not run")
@@ -458,7 +463,23 @@ class SyncSession:
             self._queue('{"type":"Ping"}')
 
 
+def _traceparent(frame: str | bytes) -> str:
+    """The trace context a gateway sent with the frame ("" for none)."""
+    return frame.traceparent if isinstance(frame, TracedFrame) else ""
+
+
+def _span(kind: str, request: FunctionRequest, traceparent: str) -> Any:
+    """The span of running one client request, in the trace the gateway started."""
+    return tracer.start_as_current_span(
+        f"sync {kind}",
+        context=context_from(traceparent),
+        kind=SpanKind.SERVER,
+        attributes={"syncline.function.path": request.udf_path[:256]},
+    )
+
+
 def _failure_frame(kind: str, request_id: int, exc: SynclineError) -> str:
+    trace.get_current_span().set_status(Status(StatusCode.ERROR, exc.code))
     message, error_data = error_for_client(exc)
     frame: dict[str, Any] = {
         "type": kind,

@@ -24,7 +24,7 @@ from syncline._errors import AppError, SynclineError
 from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
-from syncline.telemetry import query_reruns, update_latency
+from syncline.telemetry import query_reruns, tracer, update_latency
 from syncline.txn import Interval, ReadSet, sorted_keys_by_index
 from syncline.values import field_boundaries, json_dumps_canonical, to_json
 
@@ -365,15 +365,27 @@ class SubscriptionManager:
                 query.outcome = outcome
                 changed.add(query)
         advanced = target_ts > self._ts
+        affected: set[SyncSession] = set()
+        for query in changed:
+            affected |= query.subscribers
+        links = self._runner.commit_spans.take(self._ts, target_ts) if advanced else []
+        if links:
+            # Commits made here link to the step that re-ran and pushed their results.
+            tracer.start_span(
+                "sync publish",
+                links=links,
+                attributes={
+                    "syncline.queries.rerun": len(queries),
+                    "syncline.queries.changed": len(changed),
+                    "syncline.sessions.updated": len(affected),
+                },
+            ).end()
         if advanced and changed:
             # Commit ts are wall-clock ns at the txn leader: the age of the newest
             # commit these results reflect, as they go out.
             update_latency.record(max(0.0, time.time() - target_ts / 1e9))
         self._ts = target_ts
         self.steps += 1
-        affected: set[SyncSession] = set()
-        for query in changed:
-            affected |= query.subscribers
         if advanced:
             affected |= self._waiting
             self._waiting = set()

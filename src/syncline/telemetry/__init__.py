@@ -16,16 +16,28 @@ from syncline.telemetry._instruments import (
     update_latency,
 )
 from syncline.telemetry._logs import JsonLogFormatter, configure_logging
+from syncline.telemetry._tracing import (
+    CommitSpans,
+    TracedFrame,
+    context_from,
+    current_traceparent,
+    traced_frame,
+    tracer,
+)
 
 __all__ = [
     "CONTENT_TYPE",
+    "CommitSpans",
     "JsonLogFormatter",
     "Telemetry",
+    "TracedFrame",
     "commit_batch_duration",
     "commit_batch_size",
     "configure_logging",
     "configure_metrics",
     "configured",
+    "context_from",
+    "current_traceparent",
     "function_duration",
     "observe_gauge",
     "occ_conflicts",
@@ -34,5 +46,7 @@ __all__ = [
     "recorded_call",
     "scheduler_lateness",
     "sessions",
+    "traced_frame",
+    "tracer",
     "update_latency",
 ]

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from syncline._version import __version__
+from syncline.telemetry._tracing import configure_tracing
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -41,8 +42,8 @@ _configured: Telemetry | None = None
 
 
 def configure_metrics(service: str, instance: str) -> Telemetry:
-    """Make this process record metrics (once per process; later calls return the
-    first configuration)."""
+    """Make this process record metrics and traces (once per process; later calls
+    return the first configuration)."""
     global _configured
     if _configured is not None:
         return _configured
@@ -60,6 +61,7 @@ def configure_metrics(service: str, instance: str) -> Telemetry:
     )
     provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(provider)
+    configure_tracing(service, instance, resource)
     _configured = Telemetry(registry, provider)
     return _configured
 

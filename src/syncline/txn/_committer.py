@@ -20,6 +20,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from syncline._errors import (
     CatalogChangedError,
     FencedError,
@@ -28,7 +31,13 @@ from syncline._errors import (
     UnavailableError,
 )
 from syncline.storage import CommitEntry, DocumentWrite, IdempotencyRecord, Storage
-from syncline.telemetry import commit_batch_duration, commit_batch_size, occ_conflicts
+from syncline.telemetry import (
+    commit_batch_duration,
+    commit_batch_size,
+    context_from,
+    occ_conflicts,
+    tracer,
+)
 from syncline.txn._intervals import ReadSet, sorted_keys_by_index
 from syncline.txn._window import WriteWindow
 
@@ -50,6 +59,8 @@ class CommitRequest:
     fresh_key: bool = False
     """The sender made ``idempotency_key`` up for this request and never sent it
     before, so no earlier commit can hold it and the committer skips looking."""
+    traceparent: str = ""
+    """The W3C trace context of the mutation that made it ("" for none)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class _Pending:
     future: asyncio.Future[CommitOutcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    span: trace.Span = field(default_factory=trace.get_current_span)
+    """From arrival to answer, in the trace of the mutation that made the commit."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +203,10 @@ class Committer:
         if self._state is not CommitterState.RUNNING:
             raise SynclineError("the committer is not running")
         # A key that already committed is answered from the batch (see _commit_batch).
-        pending = _Pending(request)
+        span = tracer.start_span(
+            "txn commit", context=context_from(request.traceparent), kind=SpanKind.SERVER
+        )
+        pending = _Pending(request, span=span)
         self._queue.append(pending)
         self._wakeup.set()
         return pending.future
@@ -291,8 +307,13 @@ class Committer:
         if not accepted:
             return
         started = time.perf_counter()
+        writes = [_storage_span(p.span, self._storage, len(accepted)) for p, _ in accepted]
         try:
-            await self._storage.write_batch([entry for _, entry in accepted], epoch=self._epoch)
+            try:
+                await self._storage.write_batch([entry for _, entry in accepted], epoch=self._epoch)
+            finally:
+                for span in writes:
+                    span.end()
         except FencedError as exc:
             # Deposed: nothing of the batch was written, and nothing more will be.
             self._state = CommitterState.FENCED
@@ -333,6 +354,11 @@ class Committer:
 
 
 def _answer(pending: _Pending, result: CommitOutcome | BaseException) -> None:
+    if isinstance(result, BaseException):
+        pending.span.set_status(Status(StatusCode.ERROR, type(result).__name__))
+    else:
+        pending.span.set_attribute("syncline.commit.ts", result.ts)
+    pending.span.end()
     # A caller that was cancelled no longer waits; answering it would raise
     # InvalidStateError and kill the commit loop.
     if pending.future.done():
@@ -341,6 +367,17 @@ def _answer(pending: _Pending, result: CommitOutcome | BaseException) -> None:
         pending.future.set_exception(result)
     else:
         pending.future.set_result(result)
+
+
+def _storage_span(parent: trace.Span, storage: Storage, batch: int) -> trace.Span:
+    """A commit's share of its batch's write: one span per commit, all alike."""
+    system = "postgresql" if "Postgres" in type(storage).__name__ else "sqlite"
+    return tracer.start_span(
+        f"{system} write batch",
+        context=trace.set_span_in_context(parent),
+        kind=SpanKind.CLIENT,
+        attributes={"db.system.name": system, "syncline.batch.size": batch},
+    )
 
 
 def _outcome_unknown() -> UnavailableError:

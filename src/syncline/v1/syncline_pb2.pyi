@@ -46,7 +46,7 @@ class DocumentWrite(_message.Message):
     def __init__(self, id: _Optional[str] = ..., table_number: _Optional[int] = ..., new_value_json: _Optional[str] = ..., index_changes: _Optional[_Iterable[_Union[IndexKeyChange, _Mapping]]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("snapshot_ts", "reads", "writes", "idempotency_key", "result_json", "catalog_version", "fresh_key")
+    __slots__ = ("snapshot_ts", "reads", "writes", "idempotency_key", "result_json", "catalog_version", "fresh_key", "traceparent")
     SNAPSHOT_TS_FIELD_NUMBER: _ClassVar[int]
     READS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class CommitRequest(_message.Message):
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     FRESH_KEY_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     snapshot_ts: int
     reads: _containers.RepeatedCompositeFieldContainer[IndexRead]
     writes: _containers.RepeatedCompositeFieldContainer[DocumentWrite]
@@ -61,7 +62,8 @@ class CommitRequest(_message.Message):
     result_json: str
     catalog_version: int
     fresh_key: bool
-    def __init__(self, snapshot_ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[IndexRead, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[DocumentWrite, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., result_json: _Optional[str] = ..., catalog_version: _Optional[int] = ..., fresh_key: _Optional[bool] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, snapshot_ts: _Optional[int] = ..., reads: _Optional[_Iterable[_Union[IndexRead, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[DocumentWrite, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., result_json: _Optional[str] = ..., catalog_version: _Optional[int] = ..., fresh_key: _Optional[bool] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class CommitBatchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -170,16 +172,18 @@ class CallRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., args_json: _Optional[str] = ..., authorization: _Optional[str] = ...) -> None: ...
 
 class SessionFrame(_message.Message):
-    __slots__ = ("session", "json", "delivered", "end")
+    __slots__ = ("session", "json", "delivered", "end", "traceparent")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
     DELIVERED_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     session: int
     json: str
     delivered: int
     end: str
-    def __init__(self, session: _Optional[int] = ..., json: _Optional[str] = ..., delivered: _Optional[int] = ..., end: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, session: _Optional[int] = ..., json: _Optional[str] = ..., delivered: _Optional[int] = ..., end: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class SessionFrames(_message.Message):
     __slots__ = ("frames",)
