@@ -93,6 +93,7 @@ def test_json_logs_are_one_object_per_line_naming_the_service() -> None:
     )
     assert "ValueError: boom" in entry["exception"]
     assert entry["time"].endswith("+00:00")
+    assert "trace_id" not in entry  # logged outside any span
     with pytest.raises(ConfigError, match="expected one of text, json"):
         configure_logging("sync", "node-7", "xml")
 
@@ -115,8 +116,12 @@ def test_spans_reach_the_trace_files_and_an_absent_collector_breaks_nothing(
         configure_metrics("gateway", "g-1")
         with tracer.start_as_current_span("gateway mutation"):
             parent = current_traceparent()
+        import json, logging
+        from syncline.telemetry import JsonLogFormatter
         with tracer.start_as_current_span("sync mutation", context=context_from(parent)):
-            pass
+            record = logging.LogRecord("x", logging.INFO, "f", 1, "inside", (), None)
+            logged = json.loads(JsonLogFormatter("sync", "s-1").format(record))
+        assert logged["trace_id"] == parent.split("-")[1], logged
         print(parent)
     """
     done = subprocess.run(

@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+from opentelemetry import trace
+
 from syncline._errors import ConfigError
 
 LOG_FORMATS = ("text", "json")
@@ -17,7 +19,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the
-    service and instance it came from, and the exception's traceback if any."""
+    service and instance it came from, the trace and span it was logged in, and
+    the exception's traceback if any."""
 
     def __init__(self, service: str, instance: str) -> None:
         super().__init__()
@@ -33,6 +36,10 @@ class JsonLogFormatter(logging.Formatter):
             "service": self._service,
             "instance": self._instance,
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # logged while serving a traced call: join the two
+            entry["trace_id"] = f"{span.trace_id:032x}"
+            entry["span_id"] = f"{span.span_id:016x}"
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
