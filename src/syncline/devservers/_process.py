@@ -34,12 +34,21 @@ _LOG_TAIL_LINES = 40
 _PROBE_SECONDS = 0.5
 
 
+_handed_out: set[int] = set()
+"""Ports this process has handed out: servers started later must not share one."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it), and
+    that this process has not handed out before: a cluster picks all its ports
+    before starting anything, and the OS may offer a port twice meanwhile."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

@@ -143,12 +143,12 @@ class PresenceHub:
         if self._closed:
             return
         self._closed = True
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-        for task in [*self._tasks, *([self._loop_task] if self._loop_task else [])]:
+        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # A task inside redis-py may not end at once; stores close regardless.
+            await asyncio.wait(tasks, timeout=STORE_TIMEOUT_SECONDS)
         for store in self._stores:
             await store.close()
 

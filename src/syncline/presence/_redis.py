@@ -45,6 +45,7 @@ MESSAGES_TTL_MS = 3_600_000
 """A quiet room's messages are forgotten after an hour."""
 SWEEP_BATCH = 1000
 RECONNECT_SECONDS = 0.5
+CLOSE_TIMEOUT_SECONDS = 2.0
 CONTROL_CHANNEL = PREFIX + "control"
 """Always subscribed, so the event reader has a subscription before any room."""
 
@@ -175,20 +176,24 @@ class RedisStore(RegionStore):
         self._member_rooms = self._client.register_script(_MEMBER_ROOMS)
         self._watched: set[str] = set()
         self._pubsub: Any = None
+        self._closing = False
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_events(), name=f"presence-{self.name}")
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # redis-py can swallow a cancellation while it reads; never wait forever.
+            await asyncio.wait({self._reader}, timeout=CLOSE_TIMEOUT_SECONDS)
+        closing = [self._client.aclose()]
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
-        await self._client.aclose()
+            closing.insert(0, self._pubsub.aclose())
+        for step in closing:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(step, CLOSE_TIMEOUT_SECONDS)
 
     async def apply(self, ops: Sequence[PresenceOp], deadline_ms: float) -> None:
         # One script call per operation, in order. Not a pipeline: redis-py checks
@@ -247,7 +252,7 @@ class RedisStore(RegionStore):
 
     async def _read_events(self) -> None:
         connected_before = False
-        while True:
+        while not self._closing:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CONTROL_CHANNEL, *(_channel(r) for r in self._watched))
