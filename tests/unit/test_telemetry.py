@@ -137,3 +137,36 @@ def test_spans_reach_the_trace_files_and_an_absent_collector_breaks_nothing(
     gateway, sync = [json.loads(line) for line in path.read_text().splitlines()]
     assert parent.split("-")[1] == gateway["trace_id"] == sync["trace_id"]
     assert sync["parent_span_id"] == gateway["span_id"]
+
+
+def test_a_commit_links_to_the_publish_of_its_results_whichever_comes_first(
+    tmp_path: Path,
+) -> None:
+    import json
+    import os
+
+    script = """
+        from syncline.telemetry import CommitSpans, configure_metrics, publish_span, tracer
+
+        configure_metrics("sync", "s-1")
+        spans = CommitSpans()
+        with tracer.start_as_current_span("sync mutation"):
+            spans.note(10)  # answered before its results go out
+        publish_span(spans.take(0, 10), {"syncline.queries.rerun": 1})
+        spans.take(10, 20)  # results of ts 20 went out before its answer came
+        with tracer.start_as_current_span("sync mutation"):
+            spans.note(20)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYNCLINE_TRACE_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    (path,) = tmp_path.glob("*.jsonl")
+    spans = [json.loads(line) for line in path.read_text().splitlines()]
+    mutations = [s["span_id"] for s in spans if s["name"] == "sync mutation"]
+    publishes = [s for s in spans if s["name"] == "sync publish"]
+    assert sorted(link["span_id"] for p in publishes for link in p["links"]) == sorted(mutations)

@@ -24,7 +24,7 @@ from syncline._errors import AppError, SynclineError
 from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
-from syncline.telemetry import query_reruns, tracer, update_latency
+from syncline.telemetry import publish_span, query_reruns, update_latency
 from syncline.txn import Interval, ReadSet, sorted_keys_by_index
 from syncline.values import field_boundaries, json_dumps_canonical, to_json
 
@@ -371,15 +371,14 @@ class SubscriptionManager:
         links = self._runner.commit_spans.take(self._ts, target_ts) if advanced else []
         if links:
             # Commits made here link to the step that re-ran and pushed their results.
-            tracer.start_span(
-                "sync publish",
-                links=links,
-                attributes={
+            publish_span(
+                links,
+                {
                     "syncline.queries.rerun": len(queries),
                     "syncline.queries.changed": len(changed),
                     "syncline.sessions.updated": len(affected),
                 },
-            ).end()
+            )
         if advanced and changed:
             # Commit ts are wall-clock ns at the txn leader: the age of the newest
             # commit these results reflect, as they go out.

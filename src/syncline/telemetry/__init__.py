@@ -21,6 +21,7 @@ from syncline.telemetry._tracing import (
     TracedFrame,
     context_from,
     current_traceparent,
+    publish_span,
     traced_frame,
     tracer,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "function_duration",
     "observe_gauge",
     "occ_conflicts",
+    "publish_span",
     "query_reruns",
     "rate_limit_refusals",
     "recorded_call",

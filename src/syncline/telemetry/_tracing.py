@@ -66,19 +66,33 @@ class CommitSpans:
     def __init__(self, keep: int = 1024) -> None:
         self._keep = keep
         self._by_ts: dict[int, trace.SpanContext] = {}
+        self._published_ts = 0
 
     def note(self, ts: int) -> None:
+        """A commit at ``ts`` was made in the current span."""
         context = trace.get_current_span().get_span_context()
         if not context.is_valid:
+            return
+        if ts <= self._published_ts:
+            # Its results went out before its answer came back (the commit log's
+            # notice won the race): link the publish that already happened.
+            publish_span([trace.Link(context)], {"syncline.publish.before_answer": True})
             return
         self._by_ts[ts] = context
         if len(self._by_ts) > self._keep:
             del self._by_ts[next(iter(self._by_ts))]
 
     def take(self, after_ts: int, through_ts: int) -> list[trace.Link]:
-        """Links to the commits in (after_ts, through_ts], forgotten once taken."""
+        """Links to the commits in (after_ts, through_ts], whose results are being
+        published now; forgotten once taken."""
+        self._published_ts = max(self._published_ts, through_ts)
         taken = [ts for ts in self._by_ts if after_ts < ts <= through_ts]
         return [trace.Link(self._by_ts.pop(ts)) for ts in taken]
+
+
+def publish_span(links: list[trace.Link], attributes: dict[str, int | bool]) -> None:
+    """Record that subscriptions were re-run and pushed for the linked commits."""
+    tracer.start_span("sync publish", links=links, attributes=attributes).end()
 
 
 class JsonLinesExporter(SpanExporter):
