@@ -142,14 +142,18 @@ class JsonLinesExporter(SpanExporter):
 
 
 def configure_tracing(service: str, instance: str, resource: Resource) -> None:
-    """Record spans in this process, exported where the environment says."""
-    provider = TracerProvider(resource=resource)
+    """Record spans in this process if the environment says where they go; with
+    nowhere to go, spans stay the API's no-ops and cost nothing."""
     env = os.environ
-    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    trace_dir = env.get("SYNCLINE_TRACE_DIR")
+    if not otlp and not trace_dir:
+        return
+    provider = TracerProvider(resource=resource)
+    if otlp:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace_dir = env.get("SYNCLINE_TRACE_DIR")
     if trace_dir:
         path = Path(trace_dir) / f"{service}-{instance}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
