@@ -128,10 +128,6 @@ class PresenceHub:
                 functools.partial(self._on_event, index), functools.partial(self._reload, index)
             )
 
-    @property
-    def stores(self) -> list[RegionStore]:
-        return list(self._stores)
-
     async def start(self) -> None:
         for store in self._stores:
             await store.start()

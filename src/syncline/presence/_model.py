@@ -161,12 +161,3 @@ class RoomEvent:
     def parse(room: str, text: str | bytes) -> RoomEvent:
         obj = json.loads(text)
         return RoomEvent(room, obj["k"], obj.get("m"), obj.get("e"))
-
-
-def event_text(kind: str, member: str | None, entry: str | None) -> str:
-    """What a store publishes for a change (see :meth:`RoomEvent.parse`)."""
-    if kind == "set":
-        return f'{{"k":"set","m":"{member}","e":{entry}}}'
-    if kind == "leave":
-        return f'{{"k":"leave","m":"{member}"}}'
-    return f'{{"k":"message","e":{entry}}}'
