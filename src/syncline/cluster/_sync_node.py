@@ -73,7 +73,13 @@ from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
-from syncline.telemetry import context_from, observe_gauge, rate_limit_refusals, tracer
+from syncline.telemetry import (
+    context_from,
+    observe_gauge,
+    rate_limit_refusals,
+    sessions,
+    tracer,
+)
 from syncline.v1 import syncline_pb2 as pb
 from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
@@ -273,8 +279,10 @@ class SyncNode:
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)
         region = {"syncline.region": config.region}
-        for bucket in ("user", "fn"):  # series from the start, for dashboards and alerts
+        # Series from the start, for dashboards and alerts.
+        for bucket in ("user", "fn"):
             rate_limit_refusals.add(0, {"syncline.ratelimit.bucket": bucket})
+        sessions.add(0)
         observe_gauge(
             "syncline.sync.subscriptions",
             "{query}",

@@ -100,6 +100,8 @@ class SyncSession:
         self._need_ts: int | None = None
         """A Transition reaching this ts is owed (it completes a mutation)."""
         self._min_ts = 0
+        self._holding_at: int | None = None
+        """While a mutation runs: the ts Transitions are held at (see _mutation_worker)."""
         self._outbox: deque[str] = deque()
         self._closing: str | None = None
         self._dirty = asyncio.Event()
@@ -334,6 +336,11 @@ class SyncSession:
     async def _mutation_worker(self) -> None:
         while True:
             request, identity, traceparent = await self._mutations.get()
+            # Until its response is queued, no Transition past what the client may
+            # already have goes out: the client resolves a mutation on the first
+            # Transition reaching its ts, so the response must come first, even when
+            # the commit's notice reaches the subscriptions before its answer does.
+            self._holding_at = self._manager.ts
             try:
                 with _span("mutation", request, traceparent):
                     frame = await self._run_mutation(request, identity)
@@ -346,6 +353,7 @@ class SyncSession:
                     request.request_id,
                     UncaughtFunctionError("Server Error: the mutation could not run"),
                 )
+            self._holding_at = None
             self._queue(frame)
 
     async def _run_mutation(self, request: FunctionRequest, identity: Identity) -> str:
@@ -437,6 +445,8 @@ class SyncSession:
             self._manager.notify_when_advanced(self)
         if ts < self._min_ts:
             return None
+        if self._holding_at is not None and ts > self._holding_at:
+            return None  # sent once the running mutation's response is queued
         if any(q.outcome is None for q in self._queries.values()):
             return None  # a new query runs in the next step; send everything together
         modifications: list[str] = []
