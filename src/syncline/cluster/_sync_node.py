@@ -39,7 +39,6 @@ import grpc
 from aiohttp import web
 from kazoo.client import KazooState
 from kazoo.exceptions import KazooException, NoNodeError
-from opentelemetry.trace import SpanKind
 
 from syncline._errors import (
     AuthenticationError,
@@ -57,6 +56,7 @@ from syncline.cluster._mux import serve_sessions
 from syncline.cluster._regional_storage import RegionalStorage
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
+from syncline.cluster._sync_servicers import add_sync_servicers
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
 from syncline.presence import PresenceConfig, PresenceHub, redis_presence
@@ -74,14 +74,11 @@ from syncline.storage import CommitNotifier, Storage
 from syncline.sync import Authenticator, SubscriptionManager, SyncSession
 from syncline.sync._protocol import MAX_FRAME_BYTES
 from syncline.telemetry import (
-    context_from,
     observe_gauge,
     rate_limit_refusals,
     sessions,
-    tracer,
 )
 from syncline.v1 import syncline_pb2 as pb
-from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +314,7 @@ class SyncNode:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_SyncServicer_to_server(_SyncServicer(self), self._server)
-        pb_grpc.add_HealthServicer_to_server(_HealthServicer(self), self._server)
+        add_sync_servicers(self._server, self)
         self.port = tls.secure_port(self._server, f"{config.host}:{config.port}", config.tls)
         await self._server.start()
         if config.http_port is not None:
@@ -671,55 +667,3 @@ async def _cancel(task: asyncio.Task[None], timeout_seconds: float = 5.0) -> boo
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
-
-class _SyncServicer(pb_grpc.SyncServicer):  # type: ignore[misc]
-    def __init__(self, node: SyncNode) -> None:
-        self._node = node
-
-    async def Session(
-        self, request_iterator: AsyncIterator[pb.ClientFrame], context: grpc.aio.ServicerContext
-    ) -> None:
-        await self._node.serve_session(request_iterator, context)
-
-    async def Sessions(
-        self, request_iterator: AsyncIterator[pb.SessionFrames], context: grpc.aio.ServicerContext
-    ) -> None:
-        await self._node.serve_sessions(request_iterator, context)
-
-    async def Call(
-        self, request: pb.CallRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CallResponse:
-        metadata = dict(context.invocation_metadata() or ())
-        try:
-            with tracer.start_as_current_span(
-                "sync call",
-                context=context_from(metadata.get("traceparent")),
-                kind=SpanKind.SERVER,
-                attributes={"syncline.function.path": request.path[:256]},
-            ):
-                return await self._node.call(request)
-        except UnavailableError as exc:
-            message = exc.message
-        await context.abort(grpc.StatusCode.UNAVAILABLE, message)
-        raise AssertionError("unreachable")
-
-    async def Deploy(
-        self, request: pb.DeployRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CallResponse:
-        try:
-            return await self._node.deploy(request)
-        except UnavailableError as exc:
-            message = exc.message
-        await context.abort(grpc.StatusCode.UNAVAILABLE, message)
-        raise AssertionError("unreachable")
-
-
-class _HealthServicer(pb_grpc.HealthServicer):  # type: ignore[misc]
-    def __init__(self, node: SyncNode) -> None:
-        self._node = node
-
-    async def Check(
-        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext
-    ) -> pb.HealthResponse:
-        return self._node.health()
