@@ -378,3 +378,46 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
     texts = await metrics_by_role(report, urls["us-east"])
     lagging = [t for t in texts["sync"] if "syncline_replication_lag_seconds" in metric_names(t)]
     assert len(lagging) == 2  # eu-west and ap-southeast; us-east reads the primary
+
+    # The admin dashboard, served by every gateway, and what its views read: the
+    # health view sees every region's gateway and sync node, the replicas' lag and
+    # both elections' leaders; the log tail spans regions.
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{urls['eu-west']}/dashboard") as response:
+            assert response.status == 200 and response.content_type == "text/html"
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    admin = Client(urls["eu-west"], admin_key=report["admin_key"])
+    writer = Client(urls["ap-southeast"])
+    await admin.connect()
+    await writer.connect()
+    try:
+
+        def complete(health: Any) -> bool:
+            by_region = {r["name"]: r for r in health["regions"]}
+            return sorted(by_region) == sorted(regions) and all(
+                {n["role"] for n in r["nodes"]} == {"gateway", "sync"} for r in health["regions"]
+            )
+
+        async with asyncio.timeout(30):
+            async for health in admin.subscribe("_system/health:cluster"):
+                if complete(health):
+                    break
+        assert health["mode"] == "cluster"
+        by_region = {r["name"]: r for r in health["regions"]}
+        assert by_region["us-east"]["primary"]
+        assert by_region["us-east"]["replicationLagSeconds"] is None
+        for replica_region in ("eu-west", "ap-southeast"):
+            assert not by_region[replica_region]["primary"]
+            assert by_region[replica_region]["replicationLagSeconds"] is not None
+        leaders = {leader["role"]: leader for leader in health["leaders"]}
+        assert leaders["txn"]["id"] and leaders["txn"]["standbys"] == 1
+        assert leaders["scheduler"]["id"] and leaders["scheduler"]["standbys"] == 1
+
+        await writer.mutation("bank:shout", {"text": "hello from ap-southeast"})
+        async with asyncio.timeout(30):
+            async for entries in admin.subscribe("_system/logs:tail", {"path": "bank:shout"}):
+                if any(e["message"] == "hello from ap-southeast" for e in entries):
+                    break
+    finally:
+        await writer.close()
+        await admin.close()

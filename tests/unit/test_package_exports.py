@@ -10,11 +10,14 @@ import pytest
 @pytest.mark.parametrize(
     "package",
     [
+        "syncline.admin",
         "syncline.auth",
         "syncline.cluster",
+        "syncline.functions",
         "syncline.jobs",
         "syncline.presence",
         "syncline.ratelimit",
+        "syncline.runtime",
         "syncline.storage",
         "syncline.sync",
         "syncline.telemetry",

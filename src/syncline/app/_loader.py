@@ -17,7 +17,13 @@ from pathlib import Path
 
 from syncline._errors import ConfigError, SynclineError
 from syncline.auth import AuthProvider, load_auth_config
-from syncline.functions import FunctionKind, FunctionSpec, check_args, resolve_reference
+from syncline.functions import (
+    FunctionKind,
+    FunctionSpec,
+    capture_app_loggers,
+    check_args,
+    resolve_reference,
+)
 from syncline.jobs import CronJob, Crons
 from syncline.schema import SchemaDefinition
 
@@ -71,6 +77,7 @@ def load_app(directory: Path) -> App:
     root = types.ModuleType(package)
     root.__path__ = [str(directory)]
     sys.modules[package] = root
+    capture_app_loggers(package)
     try:
         functions: dict[str, FunctionSpec] = {}
         for module_path in _module_paths(directory):

@@ -14,6 +14,9 @@ the region is known.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import random
 import socket
@@ -24,11 +27,13 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from kazoo.exceptions import KazooException
+from kazoo.protocol.states import KazooState
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from syncline._errors import ConfigError, SynclineError, UnavailableError
 from syncline.cluster import _tls as tls
-from syncline.cluster._members import SyncMembers
+from syncline.cluster._members import SyncMembers, publish_ephemeral
 from syncline.cluster._mux import NodeLink
 from syncline.cluster._relay import RelayedSession, SessionStream
 from syncline.cluster._service import metrics_endpoint
@@ -46,6 +51,8 @@ from syncline.v1 import syncline_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+REGISTRATION_SECONDS = 5.0
+"""How often a gateway refreshes its registration (its session count)."""
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_FRAME_BYTES + 1024),
     ("grpc.max_send_message_length", MAX_FRAME_BYTES + 1024),
@@ -116,6 +123,8 @@ class Gateway:
         )
         self._site_runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
+        self._registration: asyncio.Task[None] | None = None
+        self._registration_wake = asyncio.Event()
         self._closed = False
 
     @property
@@ -162,6 +171,10 @@ class Gateway:
                 f"{self.config.host}:{self.config.grpc_port}"
             )
             await self._grpc.start()
+        self._zk.on_state(
+            lambda state: self._registration_wake.set() if state == KazooState.CONNECTED else None
+        )
+        self._registration = asyncio.create_task(self._keep_registered(), name="gateway-registry")
         log.info(
             "gateway %s serving %s (region %s, gRPC port %s)",
             self.identifier,
@@ -175,6 +188,10 @@ class Gateway:
         if self._closed:
             return
         self._closed = True
+        if self._registration is not None:
+            self._registration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registration
         if self._http is not None:
             await self._http.close_sockets()
         if self._grpc is not None:
@@ -189,6 +206,27 @@ class Gateway:
         self._channels.clear()
         await self._limiter.close()
         await self._zk.close()
+
+    async def _keep_registered(self) -> None:
+        """Keep this gateway's ephemeral node (for the health view) and its session
+        count current; a new ZooKeeper session re-creates it."""
+        path = f"{self.config.zk_path.rstrip('/')}/gateways/{self.config.region}/{self.identifier}"
+        while True:
+            await self._zk.connected.wait()
+            data = json.dumps(
+                {
+                    "address": self.address,
+                    "region": self.config.region,
+                    "sessions": len(self.sessions),
+                }
+            ).encode()
+            try:
+                await asyncio.to_thread(publish_ephemeral, self._zk.client, path, data)
+            except KazooException as exc:
+                log.warning("updating the gateway's registration failed (%r); retrying", exc)
+            self._registration_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._registration_wake.wait(), REGISTRATION_SECONDS)
 
     async def __aenter__(self) -> Gateway:
         await self.start()

@@ -1,7 +1,9 @@
 """Live sync nodes of a region, from ZooKeeper, and which one serves a session.
 
 Sync nodes register as ephemeral children of ``{zk_path}/members/{region}``
-holding ``{"address", "region", "sessions"}``. Gateways watch that directory
+holding ``{"address", "region", "sessions"}`` (and, in a region with a replica,
+``reads`` and ``replica_lag_seconds``); gateways as children of
+``{zk_path}/gateways/{region}``, for the health view. Gateways watch that directory
 and route each session by rendezvous (highest random weight) hashing over the
 live members: a session's node stays the same while that node lives, and when
 one node leaves only its sessions move, spread over the others.
@@ -17,12 +19,33 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from syncline._errors import UnavailableError
 from syncline.cluster._zk import ZkSession
 
 log = logging.getLogger(__name__)
+
+
+def publish_ephemeral(client: KazooClient, path: str, data: bytes) -> bool:
+    """Make ``path`` this session's ephemeral node holding ``data``; True if it had to
+    be created. Blocking (kazoo): call it on a worker thread."""
+    session_id = client.client_id[0] if client.client_id else None
+    try:
+        current, stat = client.get(path)
+    except NoNodeError:
+        current, stat = None, None
+    if stat is not None and stat.ephemeralOwner == session_id:
+        if current != data:
+            client.set(path, data, version=stat.version)
+        return False
+    if stat is not None:
+        # Left by a session of ours that has not expired on the server yet.
+        with contextlib.suppress(NoNodeError):
+            client.delete(path)
+    client.create(path, data, ephemeral=True, makepath=True)
+    return True
 
 
 @dataclass(frozen=True)

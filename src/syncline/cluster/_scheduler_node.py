@@ -31,9 +31,10 @@ from syncline.cluster._deployments import ClusterDeployments
 from syncline.cluster._election import LeaderElection
 from syncline.cluster._remote import RemoteCommitter
 from syncline.cluster._service import NodeConfig, start_health_http
+from syncline.functions import install_print_capture
 from syncline.presence import PresenceHub, redis_presence
 from syncline.ratelimit import RedisRateLimiter
-from syncline.runtime import FunctionRunner, install_print_capture
+from syncline.runtime import FunctionRunner
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.storage import CommitNotifier, Storage
 from syncline.telemetry import observe_gauge

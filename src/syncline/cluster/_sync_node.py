@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 from kazoo.client import KazooState
-from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.exceptions import KazooException
 
 from syncline._errors import (
     AuthenticationError,
@@ -47,11 +47,14 @@ from syncline._errors import (
     SynclineError,
     UnavailableError,
 )
+from syncline.admin import SYSTEM_FUNCTIONS, HealthMonitor
 from syncline.app import load_app
 from syncline.auth import AdminKeys, AuthProvider, RevocationList, TokenVerifier
 from syncline.auth._admin import INSTANCE_SECRET_BYTES
 from syncline.cluster import _tls as tls
 from syncline.cluster._deployments import ClusterDeployments
+from syncline.cluster._health import HealthPaths, zk_health_collector
+from syncline.cluster._members import publish_ephemeral
 from syncline.cluster._mux import serve_sessions
 from syncline.cluster._regional_storage import RegionalStorage
 from syncline.cluster._remote import RemoteCommitter
@@ -59,6 +62,7 @@ from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.cluster._sync_servicers import add_sync_servicers
 from syncline.cluster._wire import call_from_proto
 from syncline.cluster._zk import ZkSession
+from syncline.functions import install_print_capture
 from syncline.presence import PresenceConfig, PresenceHub, redis_presence
 from syncline.ratelimit import (
     DEFAULT_REQUESTS_PER_USER,
@@ -67,7 +71,7 @@ from syncline.ratelimit import (
     RateLimiter,
     RedisRateLimiter,
 )
-from syncline.runtime import Deployment, FunctionRunner, RunnerConfig, install_print_capture
+from syncline.runtime import Deployment, FunctionRunner, LogFeed, RunnerConfig, SystemServices
 from syncline.server import LocalBackend, error_result
 from syncline.server._backend import Close, Send
 from syncline.storage import CommitNotifier, Storage
@@ -96,6 +100,8 @@ class SyncConfig(NodeConfig):
     """Where sync nodes register in ZooKeeper (``{zk_path}/members/{region}/{id}``)."""
     txn_zk_path: str = "/syncline/txn"
     """Where the txn leader announces itself (the txn service's ``zk_path``)."""
+    scheduler_zk_path: str = "/syncline/scheduler"
+    """Where the scheduler nodes hold their election (for the health view)."""
     poll_interval_seconds: float = 1.0
     """How often (> 0) the commit log's max ts and the catalog version are polled: the
     fallback for a lost notification, and how a schema change reaches idle runners.
@@ -175,6 +181,8 @@ class SyncNode:
         self.runner: FunctionRunner | None = None
         self.manager: SubscriptionManager | None = None
         self.presence: PresenceHub | None = None
+        self.health_monitor: HealthMonitor | None = None
+        self._log_feed: LogFeed | None = None
         self._limiter: RateLimiter = (
             RedisRateLimiter(config.redis_url) if config.redis_url else MemoryRateLimiter()
         )
@@ -265,6 +273,16 @@ class SyncNode:
         self.presence = self._presence_hub()
         if self.presence is not None:
             await self.presence.start()
+            self._log_feed = LogFeed(self.presence)
+        health = self.health_monitor = HealthMonitor(
+            mode="cluster",
+            collect=zk_health_collector(
+                lambda: self._zk,
+                HealthPaths(config.zk_path, config.txn_zk_path, config.scheduler_zk_path),
+            ),
+            commits_seen=lambda: self.manager.commits_seen if self.manager else 0,
+            last_commit_ts=lambda: self.manager.ts if self.manager else 0,
+        )
         runner = self.runner = FunctionRunner(
             self.storage,
             self._committer,
@@ -273,6 +291,8 @@ class SyncNode:
             presence=self.presence,
             rate_limiter=self._limiter,
             user_limit=config.user_rate,
+            system=SystemServices(SYSTEM_FUNCTIONS, "cluster", health),
+            log_feed=self._log_feed,
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)
         region = {"syncline.region": config.region}
@@ -328,6 +348,7 @@ class SyncNode:
         await self._zk.start()
         await self._publish_membership()
         self._spawn(self._keep_membership(), "sync-membership")
+        await health.start()
 
     def _presence_hub(self) -> PresenceHub | None:
         config = self.config
@@ -354,11 +375,15 @@ class SyncNode:
         membership = self._tasks.pop("sync-membership", None)
         if membership is not None:
             await _cancel(membership)
+        if self.health_monitor is not None:
+            await self.health_monitor.close()
         if self._zk is not None:
             await self._zk.close()
             self.registered = False
         # Sessions move to other nodes: their members stay in their rooms (the new
         # node adopts them) rather than leave as the sessions end here.
+        if self._log_feed is not None:
+            await self._log_feed.close()
         if self.presence is not None:
             await self.presence.close()
         # 2. End the sessions, give their streams a moment to finish, then cancel them.
@@ -597,27 +622,14 @@ class SyncNode:
         assert zk is not None
         client, path = zk.client, self.member_path
         data = json.dumps(
-            {"address": self.address, "region": self.config.region, "sessions": self.session_count}
+            {
+                "address": self.address,
+                "region": self.config.region,
+                "sessions": self.session_count,
+                **self._reads(),
+            }
         ).encode()
-
-        def publish() -> bool:  # kazoo's blocking calls, on a worker thread
-            session_id = client.client_id[0] if client.client_id else None
-            try:
-                current, stat = client.get(path)
-            except NoNodeError:
-                current, stat = None, None
-            if stat is not None and stat.ephemeralOwner == session_id:
-                if current != data:
-                    client.set(path, data, version=stat.version)
-                return False
-            if stat is not None:
-                # Left by a session of ours that has not expired on the server yet.
-                with contextlib.suppress(NoNodeError):
-                    client.delete(path)
-            client.create(path, data, ephemeral=True, makepath=True)
-            return True
-
-        if await asyncio.to_thread(publish):
+        if await asyncio.to_thread(publish_ephemeral, client, path, data):
             log.info("registered %s as %s", self.address, path)
         self.registered = True
 

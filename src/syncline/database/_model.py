@@ -98,6 +98,11 @@ class DataModel:
     def table_by_number(self, number: int) -> TableInfo | None:
         return self._by_number.get(number)
 
+    @property
+    def tables(self) -> list[TableInfo]:
+        """Every table, system tables too, by name."""
+        return [self._by_name[name] for name in sorted(self._by_name)]
+
     def require_table(self, name: object, *, system: bool = False) -> TableInfo:
         check_table_name(name, system=system)
         assert isinstance(name, str)

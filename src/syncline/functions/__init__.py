@@ -12,6 +12,14 @@ from syncline.functions._decorators import (
     mutation,
     query,
 )
+from syncline.functions._logs import (
+    LEVELS,
+    capture_app_loggers,
+    capture_log_lines,
+    in_function_call,
+    install_print_capture,
+    split_level,
+)
 from syncline.functions._paths import canonical_path, run_path_to_function_path
 from syncline.functions._references import (
     FunctionRef,
@@ -22,6 +30,7 @@ from syncline.functions._references import (
 )
 
 __all__ = [
+    "LEVELS",
     "FunctionKind",
     "FunctionRef",
     "FunctionReference",
@@ -30,8 +39,12 @@ __all__ = [
     "action",
     "api",
     "canonical_path",
+    "capture_app_loggers",
+    "capture_log_lines",
     "check_args",
     "check_returns",
+    "in_function_call",
+    "install_print_capture",
     "internal",
     "internal_action",
     "internal_mutation",
@@ -40,4 +53,5 @@ __all__ = [
     "query",
     "resolve_reference",
     "run_path_to_function_path",
+    "split_level",
 ]

@@ -6,11 +6,20 @@ like, and leave or expire; functions read rooms reactively through ``ctx.presenc
 
 from syncline.presence._context import PresenceReader, PresenceWriter
 from syncline.presence._hub import PresenceHub
-from syncline.presence._model import PresenceConfig, member_id_of
+from syncline.presence._model import (
+    SYSTEM_ROOM_PREFIX,
+    Broadcast,
+    PresenceConfig,
+    encode_value,
+    member_id_of,
+    message_entry,
+)
 from syncline.presence._redis import RedisStore, redis_presence
 from syncline.presence._store import MemoryStore, RegionStore
 
 __all__ = [
+    "SYSTEM_ROOM_PREFIX",
+    "Broadcast",
     "MemoryStore",
     "PresenceConfig",
     "PresenceHub",
@@ -18,6 +27,8 @@ __all__ = [
     "PresenceWriter",
     "RedisStore",
     "RegionStore",
+    "encode_value",
     "member_id_of",
+    "message_entry",
     "redis_presence",
 ]

@@ -31,8 +31,10 @@ class PresenceReader:
     A subscription to a query that read a room re-runs when the room changes.
     """
 
-    def __init__(self, hub: PresenceHub | None) -> None:
+    def __init__(self, hub: PresenceHub | None, *, system: bool = False) -> None:
+        """``system``: Syncline's own functions, which may read reserved rooms."""
         self._hub = hub
+        self._system = system
         self.rooms: set[str] = set()
 
     def _require_hub(self) -> PresenceHub:
@@ -43,7 +45,7 @@ class PresenceReader:
     async def members(self, room: str) -> list[dict[str, Any]]:
         """The room's members, by member id: ``{"member", "state", "updatedAt"}`` each."""
         hub = self._require_hub()
-        check_room(room, hub.config)
+        check_room(room, hub.config, system=self._system)
         self.rooms.add(room)
         view = await hub.view(room, FIRST_READ_WAIT_SECONDS)
         return [member.to_value() for member in view.merged_members()]
@@ -52,7 +54,7 @@ class PresenceReader:
         """The room's most recent broadcast messages, oldest first:
         ``{"id", "member", "body", "sentAt"}`` each."""
         hub = self._require_hub()
-        check_room(room, hub.config)
+        check_room(room, hub.config, system=self._system)
         kept = hub.config.messages_kept
         count = kept if limit is None else int(limit)
         if not 0 <= count <= kept:

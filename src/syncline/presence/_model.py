@@ -67,9 +67,18 @@ class Broadcast:
 PresenceOp = Join | Leave | Broadcast
 
 
-def check_room(room: object, config: PresenceConfig) -> str:
+SYSTEM_ROOM_PREFIX = "_system/"
+"""Rooms Syncline keeps for itself (the function log tail): apps cannot use them."""
+
+
+def check_room(room: object, config: PresenceConfig, *, system: bool = False) -> str:
     if not isinstance(room, str) or not room:
         raise InvalidValueError(f"a presence room is a non-empty string, got {room!r:.80}")
+    if room.startswith(SYSTEM_ROOM_PREFIX) and not system:
+        raise InvalidValueError(
+            f"presence room {room!r:.80} is reserved: names starting with "
+            f"{SYSTEM_ROOM_PREFIX!r} belong to Syncline"
+        )
     if len(room) > config.max_room_name_length:
         raise LimitExceededError(
             f"presence room name is {len(room)} characters; the limit is "

@@ -281,7 +281,7 @@ class RedisStore(RegionStore):
                 self._pubsub = None
                 self.disconnected_since = self.disconnected_since or time.monotonic()
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
                 await asyncio.sleep(RECONNECT_SECONDS)
 
 

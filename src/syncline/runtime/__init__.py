@@ -1,8 +1,17 @@
 """Running an app's functions against the database."""
 
-from syncline.runtime._context import ANONYMOUS, ActionCtx, Auth, Identity, MutationCtx, QueryCtx
+from syncline.runtime._context import (
+    ANONYMOUS,
+    ActionCtx,
+    Auth,
+    Identity,
+    MutationCtx,
+    QueryCtx,
+    SystemMutationCtx,
+    SystemQueryCtx,
+)
 from syncline.runtime._deployment import Deployment, DeploymentManager, DeploymentSource
-from syncline.runtime._logs import install_print_capture
+from syncline.runtime._log_feed import LOG_ROOM, LogFeed
 from syncline.runtime._runner import (
     ActionResult,
     FunctionRunner,
@@ -11,9 +20,19 @@ from syncline.runtime._runner import (
     RunnerConfig,
     UncaughtFunctionError,
 )
+from syncline.runtime._system import (
+    HEALTH_FEED,
+    SYSTEM_PREFIX,
+    HealthSource,
+    SystemServices,
+    is_system_path,
+)
 
 __all__ = [
     "ANONYMOUS",
+    "HEALTH_FEED",
+    "LOG_ROOM",
+    "SYSTEM_PREFIX",
     "ActionCtx",
     "ActionResult",
     "Auth",
@@ -21,12 +40,17 @@ __all__ = [
     "DeploymentManager",
     "DeploymentSource",
     "FunctionRunner",
+    "HealthSource",
     "Identity",
+    "LogFeed",
     "MutationCtx",
     "MutationResult",
     "QueryCtx",
     "QueryResult",
     "RunnerConfig",
+    "SystemMutationCtx",
+    "SystemQueryCtx",
+    "SystemServices",
     "UncaughtFunctionError",
-    "install_print_capture",
+    "is_system_path",
 ]

@@ -13,9 +13,12 @@ from syncline.database import DatabaseReader, DatabaseWriter
 from syncline.jobs import ActionScheduler, MutationScheduler
 from syncline.presence import PresenceReader, PresenceWriter
 from syncline.ratelimit import FunctionRateLimiter
+from syncline.runtime._system import HEALTH_FEED
 
 if TYPE_CHECKING:
+    from syncline.runtime._deployment import Deployment
     from syncline.runtime._runner import FunctionRunner
+    from syncline.runtime._system import SystemServices
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,47 @@ class ActionCtx:
             parent_job_id=self._parent_job_id,
         )
         return result.value
+
+
+class SystemQueryCtx(QueryCtx):
+    """``ctx`` of a system query: also the live deployment and the cluster's health."""
+
+    def __init__(
+        self,
+        db: DatabaseReader,
+        auth: Auth,
+        presence: PresenceReader,
+        *,
+        deployment: Deployment,
+        services: SystemServices,
+    ) -> None:
+        super().__init__(db, auth, presence)
+        self.deployment = deployment
+        self.mode = services.mode
+        self._health = services.health
+        self.feeds: set[str] = set()
+        """Feeds read: a subscription re-runs when one changes."""
+
+    def health(self) -> dict[str, Any] | None:
+        """The cluster as this node sees it (None where nothing reports it)."""
+        if self._health is None:
+            return None
+        self.feeds.add(HEALTH_FEED)
+        return self._health.snapshot()
+
+
+class SystemMutationCtx(MutationCtx):
+    """``ctx`` of a system mutation: also the live deployment."""
+
+    def __init__(
+        self,
+        db: DatabaseWriter,
+        auth: Auth,
+        scheduler: MutationScheduler,
+        presence: PresenceWriter,
+        rate_limiter: FunctionRateLimiter,
+        *,
+        deployment: Deployment,
+    ) -> None:
+        super().__init__(db, auth, scheduler, presence, rate_limiter)
+        self.deployment = deployment

@@ -40,16 +40,27 @@ from syncline.functions import (
     FunctionKind,
     FunctionSpec,
     Visibility,
+    capture_log_lines,
     check_args,
     check_returns,
+    in_function_call,
     resolve_reference,
 )
 from syncline.jobs import ActionScheduler, JobLimits, MutationScheduler, TransactionBody
 from syncline.presence import PresenceHub, PresenceReader, PresenceWriter, member_id_of
 from syncline.ratelimit import BucketSpec, FunctionRateLimiter, RateLimiter, check
-from syncline.runtime._context import ActionCtx, Auth, Identity, MutationCtx, QueryCtx
+from syncline.runtime._context import (
+    ActionCtx,
+    Auth,
+    Identity,
+    MutationCtx,
+    QueryCtx,
+    SystemMutationCtx,
+    SystemQueryCtx,
+)
 from syncline.runtime._deployment import Deployment, DeploymentSource
-from syncline.runtime._logs import capture_log_lines
+from syncline.runtime._log_feed import LogFeed, failure_text
+from syncline.runtime._system import SystemServices, is_system_path
 from syncline.storage import DeferredSnapshot, Snapshot, Storage
 from syncline.telemetry import CommitSpans, current_traceparent, recorded_call
 from syncline.txn import CommitClient, CommitRequest, ReadSet
@@ -76,6 +87,8 @@ class QueryResult:
     read_identity: bool
     rooms: frozenset[str] = frozenset()
     """Presence rooms the query read: a subscription re-runs when one changes."""
+    feeds: frozenset[str] = frozenset()
+    """System feeds (the cluster's health) it read: a change to one re-runs it too."""
 
 
 @dataclass
@@ -142,6 +155,10 @@ def _too_long(spec: FunctionSpec, limit: float) -> LimitExceededError:
     )
 
 
+def _feeds_of(ctx: QueryCtx) -> frozenset[str]:
+    return frozenset(ctx.feeds) if isinstance(ctx, SystemQueryCtx) else frozenset()
+
+
 def _request_id() -> str:
     return secrets.token_hex(8)
 
@@ -160,9 +177,13 @@ class FunctionRunner:
         presence: PresenceHub | None = None,
         rate_limiter: RateLimiter | None = None,
         user_limit: BucketSpec | None = None,
+        system: SystemServices | None = None,
+        log_feed: LogFeed | None = None,
     ) -> None:
         """``rate_limiter`` holds the buckets of ``ctx.rate_limiter`` and of
-        ``user_limit``, the calls a signed-in user may make (see :meth:`admit`)."""
+        ``user_limit``, the calls a signed-in user may make (see :meth:`admit`).
+        ``system``: the system functions admins may call here (None: none).
+        ``log_feed``: where calls' log lines and failures go for the log tail."""
         self._storage = storage
         self._committer = committer
         self._deployments = deployments
@@ -173,6 +194,8 @@ class FunctionRunner:
         """The spans of this runner's recent commits, which the re-runs they cause link to."""
         self._rate_limiter = rate_limiter
         self._user_limit = user_limit
+        self.system = system
+        self._log_feed = log_feed
 
     @property
     def presence(self) -> PresenceHub | None:
@@ -199,12 +222,8 @@ class FunctionRunner:
     ) -> tuple[Deployment, FunctionSpec]:
         deployment = self._deployments.current
         path = resolve_reference(ref)
-        spec = deployment.app.functions.get(path)
-        allowed = spec is not None and (
-            from_function
-            or spec.visibility is Visibility.PUBLIC
-            or _admin_may_call(identity, spec.kind)
-        )
+        spec = self._lookup(deployment, path)
+        allowed = spec is not None and self._may_call(spec, identity, from_function=from_function)
         if spec is None or not allowed:
             # Internal functions look exactly like missing ones to clients.
             raise FunctionNotFoundError(f"Could not find public function for '{path}'")
@@ -222,12 +241,35 @@ class FunctionRunner:
     def kind_of(self, ref: object, identity: Identity) -> FunctionKind:
         """The kind of a function the caller may call (for ``/api/function``)."""
         path = resolve_reference(ref)
-        spec = self._deployments.current.app.functions.get(path)
-        if spec is None or not (
-            spec.visibility is Visibility.PUBLIC or _admin_may_call(identity, spec.kind)
-        ):
+        spec = self._lookup(self._deployments.current, path)
+        if spec is None or not self._may_call(spec, identity, from_function=False):
             raise FunctionNotFoundError(f"Could not find public function for '{path}'")
         return spec.kind
+
+    def _lookup(self, deployment: Deployment, path: str) -> FunctionSpec | None:
+        if is_system_path(path):
+            return self.system.functions.get(path) if self.system is not None else None
+        return deployment.app.functions.get(path)
+
+    @staticmethod
+    def _may_call(spec: FunctionSpec, identity: Identity, *, from_function: bool) -> bool:
+        if spec.path is not None and is_system_path(spec.path):
+            # Only an admin key reaches system functions; never other functions.
+            return not from_function and _admin_may_call(identity, spec.kind)
+        return (
+            from_function
+            or spec.visibility is Visibility.PUBLIC
+            or _admin_may_call(identity, spec.kind)
+        )
+
+    def _record_logs(
+        self, path: str, kind: FunctionKind, lines: list[str], error: SynclineError | None = None
+    ) -> None:
+        """Hand a call's log lines (and failure) to the log tail; system calls are the
+        dashboard's own and stay out of it."""
+        if self._log_feed is not None and not is_system_path(path):
+            text = None if error is None else failure_text(error)
+            self._log_feed.record(path, kind.value, lines, text)
 
     @staticmethod
     def _check_args(deployment: Deployment, spec: FunctionSpec, args: object) -> dict[str, Any]:
@@ -319,19 +361,37 @@ class FunctionRunner:
         )
         pages = PaginationJournal(journal)
         auth = Auth(identity)
-        presence = PresenceReader(self._presence)
         assert spec.path is not None
+        ctx: QueryCtx
+        if is_system_path(spec.path) and self.system is not None:
+            presence = PresenceReader(self._presence, system=True)
+            ctx = SystemQueryCtx(
+                DatabaseReader(tx, pages),
+                auth,
+                presence,
+                deployment=deployment,
+                services=self.system,
+            )
+        else:
+            presence = PresenceReader(self._presence)
+            ctx = QueryCtx(DatabaseReader(tx, pages), auth, presence)
+        lines: list[str] = []
+        # A query an action runs shares the action's lines: the action reports them.
+        top_level = not in_function_call()
         try:
             with capture_log_lines(spec.path) as lines:
-                value = await self._invoke(
-                    spec, QueryCtx(DatabaseReader(tx, pages), auth, presence), args, tx=tx
-                )
+                value = await self._invoke(spec, ctx, args, tx=tx)
             self._check_result(deployment, spec, value)
         except SynclineError as exc:
             # A subscription to a failing query must still re-run when what it read changes.
             exc.read_set = tx.reads  # type: ignore[attr-defined]
             exc.rooms = frozenset(presence.rooms)  # type: ignore[attr-defined]
+            exc.feeds = _feeds_of(ctx)  # type: ignore[attr-defined]
+            if top_level:
+                self._record_logs(spec.path, FunctionKind.QUERY, lines, exc)
             raise
+        if top_level:
+            self._record_logs(spec.path, FunctionKind.QUERY, lines)
         return QueryResult(
             value,
             snapshot.ts,
@@ -340,6 +400,7 @@ class FunctionRunner:
             lines,
             auth.read,
             frozenset(presence.rooms),
+            _feeds_of(ctx),
         )
 
     async def run_query_internal(self, ref: object, args: Any, identity: Identity) -> QueryResult:
@@ -405,10 +466,17 @@ class FunctionRunner:
                 )
                 return value
 
-            result = await self.transact(
-                body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
-            )
+            try:
+                result = await self.transact(
+                    body, idempotency_key=idempotency_key, fresh_key=fresh_key, what=path
+                )
+            except SynclineError as exc:
+                if not from_function:
+                    self._record_logs(path, FunctionKind.MUTATION, lines, exc)
+                raise
             result.log_lines = lines
+            if not from_function:
+                self._record_logs(path, FunctionKind.MUTATION, lines)
             if not result.deduplicated:
                 await self.apply_presence(presence)
             return result
@@ -444,7 +512,7 @@ class FunctionRunner:
         the mutation's presence changes for the caller to apply after the commit
         (without it, ``ctx.presence`` is unavailable).
         """
-        spec = deployment.app.functions.get(path)
+        spec = self._lookup(deployment, path)
         if spec is None or spec.kind is not FunctionKind.MUTATION:
             raise FunctionNotFoundError(f"Could not find public function for '{path}'")
         if spec is not checked_for:
@@ -467,7 +535,13 @@ class FunctionRunner:
             presence = PresenceWriter(None, None, self._clock_ms)  # no presence here
         if rate_limiter is None:
             rate_limiter = FunctionRateLimiter(self._rate_limiter)
-        ctx = MutationCtx(db, Auth(identity), scheduler, presence, rate_limiter)
+        ctx: MutationCtx
+        if is_system_path(path):
+            ctx = SystemMutationCtx(
+                db, Auth(identity), scheduler, presence, rate_limiter, deployment=deployment
+            )
+        else:
+            ctx = MutationCtx(db, Auth(identity), scheduler, presence, rate_limiter)
         with capture_log_lines(path) as lines:
             value = await self._invoke(spec, ctx, args, tx=tx)
         self._check_result(deployment, spec, value)
@@ -613,9 +687,17 @@ class FunctionRunner:
                 parent_job_id,
                 FunctionRateLimiter(self._rate_limiter),
             )
-            with capture_log_lines(spec.path) as lines:
-                value = await self._invoke(spec, ctx, checked)
-            self._check_result(deployment, spec, value)
+            lines: list[str] = []
+            try:
+                with capture_log_lines(spec.path) as lines:
+                    value = await self._invoke(spec, ctx, checked)
+                self._check_result(deployment, spec, value)
+            except SynclineError as exc:
+                if not from_function:
+                    self._record_logs(spec.path, FunctionKind.ACTION, lines, exc)
+                raise
+            if not from_function:
+                self._record_logs(spec.path, FunctionKind.ACTION, lines)
             return ActionResult(value, lines)
 
     async def _transact_for_scheduler(self, body: TransactionBody[Any]) -> Any:

@@ -14,9 +14,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from syncline.admin import SYSTEM_FUNCTIONS, HealthMonitor
 from syncline.app import App, load_app
 from syncline.auth import (
     REVOKED_KEYS_FILENAME,
@@ -25,14 +27,10 @@ from syncline.auth import (
     TokenVerifier,
     load_or_create_instance_secret,
 )
+from syncline.functions import install_print_capture
 from syncline.presence import MemoryStore, PresenceConfig, PresenceHub
 from syncline.ratelimit import ClientLimits, MemoryRateLimiter
-from syncline.runtime import (
-    Deployment,
-    DeploymentManager,
-    FunctionRunner,
-    install_print_capture,
-)
+from syncline.runtime import Deployment, DeploymentManager, FunctionRunner, LogFeed, SystemServices
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.server._backend import LocalBackend
 from syncline.server._http import HttpApi
@@ -91,6 +89,13 @@ class EmbeddedServer:
             MemoryStore(config.presence.messages_kept), config=config.presence
         )
         self.rate_limiter = MemoryRateLimiter()
+        self.health = HealthMonitor(
+            mode="embedded",
+            collect=self._collect_health,
+            commits_seen=lambda: self.manager.commits_seen if self.manager else 0,
+            last_commit_ts=lambda: self.manager.ts if self.manager else 0,
+        )
+        self.log_feed = LogFeed(self.presence)
         self.runner = FunctionRunner(
             self.storage,
             self.committer,
@@ -98,6 +103,8 @@ class EmbeddedServer:
             presence=self.presence,
             rate_limiter=self.rate_limiter,
             user_limit=config.client_limits.requests_per_user,
+            system=SystemServices(SYSTEM_FUNCTIONS, "embedded", self.health),
+            log_feed=self.log_feed,
         )
         self.scheduler = JobScheduler(self.storage, self.runner, config=config.scheduler)
         self.admin_keys: AdminKeys | None = None
@@ -121,6 +128,17 @@ class EmbeddedServer:
     def admin_key(self) -> str:
         assert self.admin_keys is not None
         return self.admin_keys.issue()
+
+    async def _collect_health(self) -> dict[str, Any]:
+        """One process is the whole deployment: one region, one node, no leaders."""
+        node = {
+            "id": "embedded",
+            "role": "embedded",
+            "address": f"{self.config.host}:{self.port}",
+            "sessions": float(self._http.connection_count if self._http else 0),
+        }
+        region = {"name": "local", "primary": True, "replicationLagSeconds": None}
+        return {"regions": [{**region, "nodes": [node]}], "leaders": []}
 
     def _get_authenticator(self) -> Authenticator:
         assert self._authenticator is not None
@@ -159,6 +177,7 @@ class EmbeddedServer:
             await site.start()
             self.port = int(self._site_runner.addresses[0][1])
             self._pruner = asyncio.create_task(self._prune_forever(), name="storage-pruner")
+            await self.health.start()
         except BaseException:
             await self.close()
             raise
@@ -207,6 +226,7 @@ class EmbeddedServer:
         if self._state is ServerState.CLOSED:
             return
         self._state = ServerState.CLOSED
+        await self.health.close()
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -218,6 +238,7 @@ class EmbeddedServer:
         await self.scheduler.close()
         if self.manager is not None:
             await self.manager.close()
+        await self.log_feed.close()
         await self.presence.close()
         await self.committer.close()
         await self.storage.close()

@@ -9,6 +9,8 @@
 - ``POST /api/query_ts``; ``GET /version``.
 - ``POST /api/deploy``: ``{"bundle": {path: source}, "dryRun": bool}`` from an admin
   (clusters only).
+- ``GET /dashboard``: the admin dashboard, a static page that signs in with an admin
+  key and works through the sync protocol and the system functions (``_system/...``).
 Function failures answer 560 with ``{"status": "error", ...}`` as Convex does;
 malformed requests answer 400 with ``{"code", "message"}``. A client address past
 its limits (:class:`ClientLimits`) gets 429, or a failed response to a sync-protocol
@@ -22,6 +24,7 @@ import logging
 import math
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -49,6 +52,23 @@ from syncline.sync._protocol import MAX_FRAME_BYTES
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+DASHBOARD_DIR = Path(__file__).parent / "dashboard"
+DASHBOARD_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
+DASHBOARD_HEADERS = {
+    # The page holds an admin key: it runs only its own code, talks only to this
+    # server, and is never framed by another site.
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 HTTP_TOO_MANY_REQUESTS = 429
 
 
@@ -80,7 +100,14 @@ class HttpApi:
         app.router.add_post("/api/run/{function_path:.+}", self._run)
         app.router.add_post("/api/query_ts", self._query_ts)
         app.router.add_post("/api/deploy", self._deploy)
+        app.router.add_get("/dashboard", self._dashboard)
+        app.router.add_get("/dashboard/{name:[A-Za-z0-9_.-]*}", self._dashboard)
         return app
+
+    @property
+    def connection_count(self) -> int:
+        """Open sync-protocol connections."""
+        return len(self._sockets)
 
     async def close_sockets(self) -> None:
         """Close every sync connection (clients reconnect to the next server)."""
@@ -97,6 +124,16 @@ class HttpApi:
             text=f"Syncline {__version__} is running. Clients connect to "
             f"{request.url.with_path('/')} (WebSocket /api/sync, HTTP /api/query etc.).\n"
         )
+
+    async def _dashboard(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("name") or "index.html"
+        path = DASHBOARD_DIR / name
+        content_type = DASHBOARD_TYPES.get(path.suffix)
+        if name.startswith(".") or content_type is None or not path.is_file():
+            raise web.HTTPNotFound(text=f"no dashboard file {name!r}")
+        response = web.FileResponse(path, headers=DASHBOARD_HEADERS)
+        response.content_type = content_type
+        return response
 
     async def _query_ts(self, request: web.Request) -> web.Response:
         return web.json_response({"ts": encode_ts(await self._backend.latest_ts())})

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from syncline._errors import AppError, SynclineError
-from syncline.runtime import FunctionRunner, Identity, UncaughtFunctionError
+from syncline.runtime import HEALTH_FEED, FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
 from syncline.telemetry import publish_span, query_reruns, update_latency
@@ -152,6 +152,19 @@ class SharedQuery:
     buckets: set[Bucket] = field(default_factory=set)
     rooms: frozenset[str] = frozenset()
     """Presence rooms it read: a change to one re-runs it."""
+    feeds: frozenset[str] = frozenset()
+    """System feeds (the cluster's health) it read: a change to one re-runs it."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One execution of a shared query: its outcome and what it depends on."""
+
+    outcome: QueryOutcome
+    read_set: ReadSet
+    journal: str | None
+    rooms: frozenset[str]
+    feeds: frozenset[str]
 
 
 class ManagerState(enum.Enum):
@@ -178,9 +191,15 @@ class SubscriptionManager:
         """Queries by the buckets of their read intervals (see :func:`interval_bucket`)."""
         self._rooms: dict[str, set[SharedQuery]] = {}
         """Queries by the presence rooms they read."""
+        self._feeds: dict[str, set[SharedQuery]] = {}
+        """Queries by the system feeds they read."""
         self._presence_wakeup: asyncio.TimerHandle | None = None
         if runner.presence is not None:
             runner.presence.add_listener(self._rooms_changed)
+        if runner.system is not None and runner.system.health is not None:
+            runner.system.health.on_change(lambda: self.feed_changed(HEALTH_FEED))
+        self.commits_seen = 0
+        """Commits this manager has read from the log (a rate, sampled over time)."""
         self._state = ManagerState.NEW
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
@@ -255,6 +274,13 @@ class SubscriptionManager:
                 PRESENCE_BATCH_SECONDS, self._wake_for_presence
             )
 
+    def feed_changed(self, feed: str) -> None:
+        """A system feed changed: re-run the queries that read it."""
+        queries = self._feeds.get(feed)
+        if queries:
+            self._pending |= queries
+            self._wakeup.set()
+
     def _wake_for_presence(self) -> None:
         self._presence_wakeup = None
         self._wakeup.set()
@@ -283,6 +309,7 @@ class SubscriptionManager:
             self._pending.discard(query)
             self._set_read_set(query, ReadSet())
             self._set_rooms(query, frozenset())
+            _reindex(self._feeds, query, query.feeds, frozenset())
 
     def notify_commit(self, ts: int) -> None:
         """A commit up to ``ts`` is durable; wake the loop."""
@@ -344,7 +371,7 @@ class SubscriptionManager:
                 queries = [q for q in to_run if self._queries.get(q.key) is q]
                 query_reruns.add(len(queries))
                 results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
-                buckets = [_buckets(read_set) for _, read_set, _, _ in results]
+                buckets = [_buckets(result.read_set) for result in results]
         except BaseException:
             # Nothing was published: the next step runs all of this again.
             self._rerun_all = self._rerun_all or rerun_all
@@ -352,15 +379,16 @@ class SubscriptionManager:
             raise
         # Publish all at once (no await in between): sessions never see a mix of ts.
         changed: set[SharedQuery] = set()
-        for query, (outcome, read_set, journal, rooms), query_buckets in zip(
-            queries, results, buckets, strict=True
-        ):
+        for query, result, query_buckets in zip(queries, results, buckets, strict=True):
             if self._queries.get(query.key) is not query:
                 continue  # unsubscribed while it ran
-            self._set_read_set(query, read_set, query_buckets)
-            self._set_rooms(query, rooms)
+            self._set_read_set(query, result.read_set, query_buckets)
+            self._set_rooms(query, result.rooms)
+            _reindex(self._feeds, query, query.feeds, result.feeds)
+            query.feeds = result.feeds
             # Re-runs keep the page ends of the first run: pages stay gapless.
-            query.journal = journal
+            query.journal = result.journal
+            outcome = result.outcome
             if query.outcome is None or query.outcome.fingerprint != outcome.fingerprint:
                 query.outcome = outcome
                 changed.add(query)
@@ -398,6 +426,7 @@ class SubscriptionManager:
         cursor = since
         while True:
             commits = await snapshot.commits_after(cursor, limit=COMMITS_PER_STEP)
+            self.commits_seen += len(commits)
             for commit in commits:
                 keys.extend(commit.keys)
             if len(commits) < COMMITS_PER_STEP:
@@ -413,18 +442,20 @@ class SubscriptionManager:
                         candidates |= members
         return {q for q in candidates if q.read_set.overlaps(written)}
 
-    async def _execute(
-        self, query: SharedQuery, snapshot: Any
-    ) -> tuple[QueryOutcome, ReadSet, str | None, frozenset[str]]:
+    async def _execute(self, query: SharedQuery, snapshot: Any) -> _Run:
         try:
             result = await self._runner.run_query(
                 query.path, query.args, query.identity, snapshot=snapshot, journal=query.journal
             )
         except SynclineError as exc:
             # A failed query is re-run when anything it read changes (or on new code).
-            read_set = getattr(exc, "read_set", None) or ReadSet()
-            rooms = getattr(exc, "rooms", None) or frozenset()
-            return failure_outcome(exc, []), read_set, query.journal, rooms
+            return _Run(
+                failure_outcome(exc, []),
+                getattr(exc, "read_set", None) or ReadSet(),
+                query.journal,
+                getattr(exc, "rooms", None) or frozenset(),
+                getattr(exc, "feeds", None) or frozenset(),
+            )
         except Exception:
             # Storage trouble, not the query's fault: report it without internals, and
             # re-run everything shortly (the loop retries after STORAGE_RETRY_SECONDS;
@@ -434,6 +465,13 @@ class SubscriptionManager:
             error = UncaughtFunctionError(
                 "Server Error: the query could not run; it will be retried"
             )
-            return failure_outcome(error, []), ReadSet(), query.journal, query.rooms
-        outcome = success_outcome(result.value, result.log_lines, result.journal)
-        return outcome, result.read_set, result.journal or query.journal, result.rooms
+            return _Run(
+                failure_outcome(error, []), ReadSet(), query.journal, query.rooms, query.feeds
+            )
+        return _Run(
+            success_outcome(result.value, result.log_lines, result.journal),
+            result.read_set,
+            result.journal or query.journal,
+            result.rooms,
+            result.feeds,
+        )

@@ -124,6 +124,34 @@ APP_FILES = {
         async def secret(ctx):
             return "internal only"
     """,
+    "ops.py": """
+        import logging
+
+        from syncline import internal, mutation, query, v
+
+        log = logging.getLogger(__name__)
+
+
+        @mutation(args={"text": v.string()})
+        async def noisy(ctx, text):
+            print(text)
+            log.warning("careful: %s", text)
+
+
+        @mutation
+        async def explode(ctx):
+            return 1 / 0
+
+
+        @mutation(args={"name": v.string(), "seconds": v.float64()})
+        async def later(ctx, name, seconds):
+            return await ctx.scheduler.run_after(seconds, internal.counter.increment, {"name": name})
+
+
+        @query(args={"room": v.string()})
+        async def peek_room(ctx, room):
+            return await ctx.presence.messages(room)
+    """,
     "whoami.py": """
         from syncline import query
 

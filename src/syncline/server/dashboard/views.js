@@ -9,6 +9,9 @@
     window.SynclineUi;
   const LOG_LEVELS = ["DEBUG", "INFO", "LOG", "WARN", "ERROR"];
   const JOB_STATES = ["pending", "inProgress", "success", "failed", "canceled"];
+  // The most the system queries return at once.
+  const LOG_LIMIT = 200;
+  const JOB_LIMIT = 200;
 
   /**
    * A subscription that is (re)made on demand and dropped on hide: the common
@@ -192,7 +195,7 @@
     const live = liveQuery(session, "_system/logs:tail", render, (message) => showError(error, message));
 
     function restart() {
-      const args = { level: options.level, limit: 500 };
+      const args = { level: options.level, limit: LOG_LIMIT };
       if (options.path) args.path = options.path;
       live.start(args);
     }
@@ -246,7 +249,7 @@
     const crons = liveQuery(session, "_system/jobs:crons", renderCrons, (m) => showError(cronsError, m));
 
     function startJobs() {
-      const args = { limit: 200 };
+      const args = { limit: JOB_LIMIT };
       if (stateFilter) args.state = stateFilter;
       jobs.start(args);
     }

@@ -58,3 +58,8 @@ async def record(ctx, key):
 @query
 async def event_keys(ctx):
     return sorted(e["key"] for e in await ctx.db.query("events").collect())
+
+
+@mutation(args={"text": v.string()})
+async def shout(ctx, text):
+    print(text)
