@@ -160,6 +160,13 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         "sync node together (SYNCLINE_USER_RATE)",
     )
     parser.add_argument(
+        "--client-log-lines",
+        action="store_true",
+        default=_env("CLIENT_LOG_LINES") in ("1", "true"),
+        help="send what functions log to every client as logLines, as a development "
+        "server does; otherwise only admins and the log tail see it (SYNCLINE_CLIENT_LOG_LINES)",
+    )
+    parser.add_argument(
         "--presence-ttl",
         type=float,
         default=float(_env("PRESENCE_TTL") or 10.0),
@@ -194,6 +201,7 @@ def sync_config(argv: list[str] | None = None) -> tuple[SyncConfig, str, str | N
         peer_redis_urls=peers,
         presence=PresenceConfig(member_ttl_seconds=args.presence_ttl),
         user_rate=user_rate,
+        client_log_lines=args.client_log_lines,
     )
     if args.max_replica_lag <= 0:
         parser.error("--max-replica-lag must be > 0")

@@ -124,6 +124,9 @@ class SyncConfig(NodeConfig):
     peer_redis_urls: dict[str, str] = field(default_factory=dict)
     """Other regions' Redis (``{region: url}``): rooms span regions by reading theirs."""
     presence: PresenceConfig = field(default_factory=PresenceConfig)
+    client_log_lines: bool = False
+    """Whether what functions log reaches every client as Convex ``logLines`` (a
+    development or staging cluster). Off, only admin callers and the log tail see it."""
     user_rate: BucketSpec | None = DEFAULT_REQUESTS_PER_USER
     """Function calls a second per signed-in user, counted in ``redis_url`` for every
     sync node together (None: unlimited)."""
@@ -287,7 +290,10 @@ class SyncNode:
             self.storage,
             self._committer,
             deployments,
-            config=RunnerConfig(unavailable_retry_seconds=config.commit_timeout_seconds),
+            config=RunnerConfig(
+                unavailable_retry_seconds=config.commit_timeout_seconds,
+                client_log_lines=config.client_log_lines,
+            ),
             presence=self.presence,
             rate_limiter=self._limiter,
             user_limit=config.user_rate,

@@ -120,6 +120,9 @@ class RunnerConfig:
     max_execution_seconds: float | None = 1.0
     """How long a query or mutation's own code may run, waits for storage not
     counted (None: no limit). Actions have none."""
+    client_log_lines: bool = True
+    """Whether what functions log reaches every caller as Convex ``logLines`` (a
+    development server). Off, only admin callers get them; the log tail always does."""
 
 
 class _PausableDeadline:
@@ -262,6 +265,10 @@ class FunctionRunner:
             or _admin_may_call(identity, spec.kind)
         )
 
+    def _lines_for(self, identity: Identity, lines: list[str]) -> list[str]:
+        """The log lines ``identity`` may see in its response."""
+        return lines if self._config.client_log_lines or identity.admin else []
+
     def _record_logs(
         self, path: str, kind: FunctionKind, lines: list[str], error: SynclineError | None = None
     ) -> None:
@@ -397,7 +404,7 @@ class FunctionRunner:
             snapshot.ts,
             tx.reads,
             pages.serialize(),
-            lines,
+            self._lines_for(identity, lines),
             auth.read,
             frozenset(presence.rooms),
             _feeds_of(ctx),
@@ -474,7 +481,7 @@ class FunctionRunner:
                 if not from_function:
                     self._record_logs(path, FunctionKind.MUTATION, lines, exc)
                 raise
-            result.log_lines = lines
+            result.log_lines = self._lines_for(identity, lines)
             if not from_function:
                 self._record_logs(path, FunctionKind.MUTATION, lines)
             if not result.deduplicated:
@@ -698,7 +705,7 @@ class FunctionRunner:
                 raise
             if not from_function:
                 self._record_logs(spec.path, FunctionKind.ACTION, lines)
-            return ActionResult(value, lines)
+            return ActionResult(value, self._lines_for(identity, lines))
 
     async def _transact_for_scheduler(self, body: TransactionBody[Any]) -> Any:
         async def run(tx: Transaction, deployment: Deployment) -> Any:
