@@ -1,9 +1,10 @@
 """The admin dashboard (``GET /dashboard``) in headless Chromium against ``syncline dev``.
 
-A real ``syncline dev`` serves the basic test app plus one module that prints; a
-real Chromium, driven by ``tests/clients/js/dashboard.mjs`` (playwright-core),
-signs in and works the page while the test writes through the HTTP API. Every
-wait has a deadline; nothing sleeps to let time pass.
+A real ``syncline dev`` serves the basic test app plus one module that prints (and
+one test runs ``syncline cluster up`` for a gateway's dashboard); a real Chromium,
+driven by ``tests/clients/js/dashboard.mjs`` (playwright-core), signs in and works
+the page while the test writes through the HTTP API. Every wait has a deadline;
+nothing sleeps to let time pass.
 
 Without Chromium the tests skip, unless ``SYNCLINE_REQUIRE_CHROMIUM=1`` (set by
 ``scripts/test`` where it installs Chromium, as in CI), where they fail.
@@ -13,10 +14,15 @@ Screenshots and the server's log are kept in ``$SYNCLINE_TEST_ARTIFACTS``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
+import signal
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 CHROMIUM = Path(os.environ.get("SYNCLINE_CHROMIUM", "/usr/bin/chromium"))
 JS_CLIENTS = Path(__file__).resolve().parents[1] / "clients" / "js"
 DASHBOARD_DRIVER = JS_CLIENTS / "dashboard.mjs"
+BANK = Path(__file__).resolve().parents[1] / "cluster" / "apps" / "bank"
 WRONG_KEY = "syncline-admin|default|" + "0" * 64
 
 # Added to the basic app: a function whose printed line the dashboard must show.
@@ -120,10 +127,13 @@ async def browser() -> AsyncIterator[NodeDriver]:
 class Page:
     """One browser tab on the dashboard, with waits that have deadlines."""
 
-    def __init__(self, driver: NodeDriver, name: str, server: DevServer, artifacts: Path) -> None:
+    def __init__(
+        self, driver: NodeDriver, name: str, url: str, admin_key: str, artifacts: Path
+    ) -> None:
         self.driver = driver
         self.name = name
-        self.server = server
+        self.url = url
+        self.admin_key = admin_key
         self.artifacts = artifacts
 
     async def _call(self, op: str, timeout: float = 10.0, **fields: Any) -> Any:
@@ -134,7 +144,7 @@ class Page:
         )
 
     async def goto(self, path: str = "/dashboard") -> int:
-        return int(await self._call("goto", url=self.server.url + path))
+        return int(await self._call("goto", url=self.url + path))
 
     async def click(self, selector: str) -> None:
         await self._call("click", selector=selector)
@@ -182,7 +192,7 @@ class Page:
 
     async def sign_in(self) -> None:
         await self.goto()
-        await self.fill(tid("login-key"), self.server.admin_key or "")
+        await self.fill(tid("login-key"), self.admin_key)
         await self.click(tid("login-submit"))
         await self.wait_visible(tid("app"))
         await self.wait_text(tid("connection-status"), "Live")
@@ -201,34 +211,45 @@ class Page:
 async def page(
     request: pytest.FixtureRequest, browser: NodeDriver, server: DevServer, artifacts: Path
 ) -> AsyncIterator[Page]:
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)
-    await browser.call("newPage", name=name)
-    tab = Page(browser, name, server, artifacts)
+    tab = await open_tab(browser, request.node.name, server.url, server.admin_key or "", artifacts)
     try:
         yield tab
     finally:
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
-            # Show what the page looked like and what its console said.
-            print(f"screenshot of the failure: {await tab.screenshot('failed')}")
-            print("--- browser console ---")
-            print("\n".join(await browser.call("console", page=name)))
-            print(f"--- syncline dev log ---\n{server.log()}")
-        await browser.call("closePage", page=name)
+            await show_failure(tab, server.log())
+        await browser.call("closePage", page=tab.name)
+
+
+async def open_tab(
+    browser: NodeDriver, test_name: str, url: str, admin_key: str, artifacts: Path
+) -> Page:
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", test_name)
+    await browser.call("newPage", name=name)
+    return Page(browser, name, url, admin_key, artifacts)
+
+
+async def show_failure(tab: Page, server_log: str) -> None:
+    """What the page looked like and what its console and the server said."""
+    print(f"screenshot of the failure: {await tab.screenshot('failed')}")
+    print("--- browser console ---")
+    print("\n".join(await tab.driver.call("console", page=tab.name)))
+    print(f"--- server log ---\n{server_log}")
 
 
 class Api:
     """Writes and reads through Syncline's HTTP API, as an admin."""
 
-    def __init__(self, server: DevServer, http: aiohttp.ClientSession) -> None:
-        self.server = server
+    def __init__(self, url: str, admin_key: str, http: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.admin_key = admin_key
         self.http = http
 
     async def run(self, path: str, args: dict[str, Any] | None = None) -> Any:
         async with self.http.post(
-            f"{self.server.url}/api/function",
+            f"{self.url}/api/function",
             json={"path": path, "args": args or {}, "format": "json"},
-            headers={"Authorization": f"Convex {self.server.admin_key}"},
+            headers={"Authorization": f"Convex {self.admin_key}"},
         ) as response:
             body = await response.json()
         assert response.status == 200, body
@@ -238,7 +259,7 @@ class Api:
 @pytest_asyncio.fixture(loop_scope="module")
 async def api(server: DevServer) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as http:
-        yield Api(server, http)
+        yield Api(server.url, server.admin_key or "", http)
 
 
 # -- the tests ------------------------------------------------------------------------
@@ -439,3 +460,83 @@ async def test_the_page_survives_a_server_restart(page: Page, server: DevServer,
     await page.wait_text(tid("documents-table"), "after restart", timeout=15)
     assert await page.eval("window.__notReloaded === true")
     await page.screenshot("after-restart")
+
+
+# -- a cluster ------------------------------------------------------------------------
+
+
+async def _syncline(*args: str, timeout: float = 120.0) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncline",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def cluster(artifacts: Path) -> AsyncIterator[tuple[str, str]]:
+    """``syncline cluster up`` with the bank app: (gateway URL, admin key). Its services'
+    logs are kept with the screenshots; whatever is left running is stopped by pid."""
+    base = Path(tempfile.mkdtemp(prefix="syncline-dashboard-cluster-"))
+    base.chmod(0o755)  # PostgreSQL runs as its own user under root and must enter it
+    data = base / "cluster"
+    try:
+        code, out, err = await _syncline("cluster", "up", "--app", str(BANK), "--data", str(data))
+        assert code == 0, err
+        lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
+        yield lines["gateway"], lines["admin key"]
+    finally:
+        logs = artifacts / "cluster-logs"
+        logs.mkdir(exist_ok=True)
+        for log in data.glob("*/*.log"):
+            shutil.copy(log, logs / log.name)
+        if (data / "cluster.json").exists():
+            await _syncline("cluster", "down", "--data", str(data))
+            code, out, _ = await _syncline("cluster", "status", "--data", str(data), "--json")
+            for process in json.loads(out)["processes"] if code == 0 else []:
+                if process["pid"] is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process["pid"], signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.cluster
+async def test_a_cluster_gateway_serves_the_dashboard(
+    request: pytest.FixtureRequest,
+    browser: NodeDriver,
+    artifacts: Path,
+    cluster: tuple[str, str],
+) -> None:
+    url, admin_key = cluster
+    tab = await open_tab(browser, request.node.name, url, admin_key, artifacts)
+    try:
+        await tab.sign_in()
+        await tab.open_view("health")
+        assert await tab.wait_text(tid("health-mode"), "cluster") == "cluster"
+        for role in ("txn", "scheduler"):
+            # An elected leader, with its address and one standby (cluster up runs two).
+            leader = await tab.wait_text(tid("leader-row", f'[data-role="{role}"]'), "127.0.0.1")
+            assert leader.split("\t")[-1] == "1", leader
+        nodes = await tab.texts(tid("node-row"))
+        assert {row.split("\t")[1] for row in nodes} >= {"gateway", "sync"}, nodes
+        await tab.screenshot("cluster-health")
+
+        # Documents through the gateway, and a change arriving live.
+        async with aiohttp.ClientSession() as http:
+            api = Api(url, admin_key, http)
+            await api.run("bank:increment", {"name": "through the gateway"})
+            await tab.open_table("counters")
+            await tab.wait_text(tid("documents-table"), "through the gateway")
+            await api.run("bank:increment", {"name": "live from the cluster"})
+            await tab.wait_text(tid("documents-table"), "live from the cluster")
+        await tab.screenshot("cluster-data")
+    except BaseException:
+        await show_failure(tab, f"(the services' logs are in {artifacts / 'cluster-logs'})")
+        raise
+    finally:
+        await browser.call("closePage", page=tab.name)
