@@ -293,6 +293,12 @@ async def test_a_wrong_key_is_refused_and_the_admin_key_signs_in(
     await page.wait_visible(tid("login-view"))
     assert await page.eval("sessionStorage.length") == 0
 
+    # A kept key is checked again on load: one the server no longer takes signs out.
+    await page.eval(f"sessionStorage.setItem('syncline.dashboard.adminKey', {WRONG_KEY!r})")
+    await page.reload()
+    assert "not valid" in await page.wait_text(tid("login-error"), "admin key")
+    assert await page.eval("sessionStorage.length") == 0
+
 
 async def test_browse_a_table_and_see_changes_live(page: Page, api: Api) -> None:
     await api.run("counters:increment", {"name": "visits"})
