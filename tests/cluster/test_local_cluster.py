@@ -382,10 +382,12 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
     # The admin dashboard, served by every gateway, and what its views read: the
     # health view sees every region's gateway and sync node, the replicas' lag and
     # both elections' leaders; the log tail spans regions.
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{urls['eu-west']}/dashboard") as response:
-            assert response.status == 200 and response.content_type == "text/html"
-            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{urls['eu-west']}/dashboard") as response,
+    ):
+        assert response.status == 200 and response.content_type == "text/html"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     admin = Client(urls["eu-west"], admin_key=report["admin_key"])
     writer = Client(urls["ap-southeast"])
     await admin.connect()

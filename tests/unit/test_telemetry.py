@@ -139,23 +139,21 @@ def test_spans_reach_the_trace_files_and_an_absent_collector_breaks_nothing(
     assert sync["parent_span_id"] == gateway["span_id"]
 
 
-def test_a_commit_links_to_the_publish_of_its_results_whichever_comes_first(
-    tmp_path: Path,
-) -> None:
+def test_the_publish_of_a_commits_results_links_to_its_trace(tmp_path: Path) -> None:
     import json
     import os
 
     script = """
-        from syncline.telemetry import CommitSpans, configure_metrics, publish_span, tracer
+        from syncline.telemetry import (
+            configure_metrics, current_traceparent, links_to, publish_span, tracer,
+        )
 
         configure_metrics("sync", "s-1")
-        spans = CommitSpans()
         with tracer.start_as_current_span("sync mutation"):
-            spans.note(10)  # answered before its results go out
-        publish_span(spans.take(0, 10), {"syncline.queries.rerun": 1})
-        spans.take(10, 20)  # results of ts 20 went out before its answer came
-        with tracer.start_as_current_span("sync mutation"):
-            spans.note(20)
+            made_here = current_traceparent()
+        made_elsewhere = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        # As the commit log gives them: one untraced commit among them.
+        publish_span(links_to([made_here, "", made_elsewhere]), {"syncline.queries.rerun": 1})
     """
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
@@ -167,6 +165,6 @@ def test_a_commit_links_to_the_publish_of_its_results_whichever_comes_first(
     assert done.returncode == 0, done.stderr
     (path,) = tmp_path.glob("*.jsonl")
     spans = [json.loads(line) for line in path.read_text().splitlines()]
-    mutations = [s["span_id"] for s in spans if s["name"] == "sync mutation"]
-    publishes = [s for s in spans if s["name"] == "sync publish"]
-    assert sorted(link["span_id"] for p in publishes for link in p["links"]) == sorted(mutations)
+    (mutation,) = [s["span_id"] for s in spans if s["name"] == "sync mutation"]
+    (publish,) = [s for s in spans if s["name"] == "sync publish"]
+    assert [link["span_id"] for link in publish["links"]] == [mutation, "b7ad6b7169203331"]

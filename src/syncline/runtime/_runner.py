@@ -62,7 +62,7 @@ from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._log_feed import LogFeed, failure_text
 from syncline.runtime._system import SystemServices, is_system_path
 from syncline.storage import DeferredSnapshot, Snapshot, Storage
-from syncline.telemetry import CommitSpans, current_traceparent, recorded_call
+from syncline.telemetry import current_traceparent, recorded_call
 from syncline.txn import CommitClient, CommitRequest, ReadSet
 from syncline.values import from_json, to_json
 
@@ -193,8 +193,6 @@ class FunctionRunner:
         self._config = config or RunnerConfig()
         self._clock_ms = clock_ms
         self._presence = presence
-        self.commit_spans = CommitSpans()
-        """The spans of this runner's recent commits, which the re-runs they cause link to."""
         self._rate_limiter = rate_limiter
         self._user_limit = user_limit
         self.system = system
@@ -646,7 +644,6 @@ class FunctionRunner:
                 traceparent=current_traceparent(),
             )
         )
-        self.commit_spans.note(outcome.ts)
         if outcome.deduplicated:
             value = from_json(json.loads(outcome.result_json))
         return MutationResult(value, outcome.ts, [], outcome.deduplicated)

@@ -84,6 +84,9 @@ class CommitEntry:
     ts: int
     writes: tuple[DocumentWrite, ...]
     idempotency: IdempotencyRecord | None = None
+    traceparent: str = ""
+    """The committing call's W3C trace context ("" untraced), kept in the commit log
+    so every node's re-runs of its results link to its trace."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class CommitLogEntry:
 
     ts: int
     keys: tuple[tuple[int, bytes], ...]
+    traceparent: str = ""
+    """The committing call's trace context ("" untraced)."""
 
 
 @dataclass

@@ -305,7 +305,7 @@ class PostgresSnapshot:
                 (ts, self.ts, limit),
             )
             rows = await cur.fetchall()
-        return [CommitLogEntry(t, decode_commit_keys(bytes(w))) for t, w in rows]
+        return [CommitLogEntry(t, *decode_commit_keys(bytes(w))) for t, w in rows]
 
     async def table_documents(self, table_number: int) -> list[Document]:
         with _translated("table_documents"):
@@ -478,7 +478,7 @@ class PostgresStorage:
             "SELECT ts, writes FROM commit_log WHERE ts > %s ORDER BY ts LIMIT %s",
             (ts, limit),
         )
-        return [CommitLogEntry(t, decode_commit_keys(bytes(w))) for t, w in rows]
+        return [CommitLogEntry(t, *decode_commit_keys(bytes(w))) for t, w in rows]
 
     async def load_catalog(self) -> Catalog:
         async with self._connection("load_catalog") as conn:
@@ -619,7 +619,8 @@ class PostgresStorage:
             "key_ids": [doc_id for _, doc_id in keys if doc_id is not None],
             "commit_ts": [e.ts for e in batch],
             "commit_keys": [
-                encode_commit_keys(k for w in e.writes for k in w.written_keys()) for e in batch
+                encode_commit_keys((k for w in e.writes for k in w.written_keys()), e.traceparent)
+                for e in batch
             ],
             "request_keys": [record.key for _, record in requests],
             "request_ts": [ts for ts, _ in requests],

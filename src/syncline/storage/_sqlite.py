@@ -101,7 +101,7 @@ class SqliteSnapshot:
             "SELECT ts, writes FROM commit_log WHERE ts > ? AND ts <= ? ORDER BY ts LIMIT ?",
             (ts, self.ts, limit),
         )
-        return [CommitLogEntry(t, decode_commit_keys(w)) for t, w in rows]
+        return [CommitLogEntry(t, *decode_commit_keys(w)) for t, w in rows]
 
     async def table_documents(self, table_number: int) -> list[Document]:
         rows = self._conn.execute(
@@ -213,7 +213,7 @@ class SqliteStorage:
         rows = self._read(
             "SELECT ts, writes FROM commit_log WHERE ts > ? ORDER BY ts LIMIT ?", (ts, limit)
         )
-        return [CommitLogEntry(t, decode_commit_keys(w)) for t, w in rows]
+        return [CommitLogEntry(t, *decode_commit_keys(w)) for t, w in rows]
 
     async def prune(self, *, commit_log_before_ts: int, idempotency_before_ts: int) -> int:
         def body(conn: sqlite3.Connection) -> int:
@@ -336,7 +336,7 @@ class SqliteStorage:
                 keys = [k for write in entry.writes for k in write.written_keys()]
                 conn.execute(
                     "INSERT INTO commit_log(ts, writes) VALUES (?, ?)",
-                    (entry.ts, encode_commit_keys(keys)),
+                    (entry.ts, encode_commit_keys(keys, entry.traceparent)),
                 )
                 if entry.idempotency is not None:
                     conn.execute(

@@ -24,7 +24,7 @@ from syncline._errors import AppError, SynclineError
 from syncline.runtime import HEALTH_FEED, FunctionRunner, Identity, UncaughtFunctionError
 from syncline.storage import Storage
 from syncline.sync._protocol import dumps
-from syncline.telemetry import publish_span, query_reruns, update_latency
+from syncline.telemetry import links_to, publish_span, query_reruns, update_latency
 from syncline.txn import Interval, ReadSet, sorted_keys_by_index
 from syncline.values import field_boundaries, json_dumps_canonical, to_json
 
@@ -359,6 +359,7 @@ class SubscriptionManager:
         rerun_all, pending = self._rerun_all, set(self._pending)
         self._rerun_all = False
         self._pending.clear()
+        traced: list[str] = []
         try:
             async with self._storage.snapshot() as snapshot:
                 target_ts = max(snapshot.ts, self._ts)
@@ -367,7 +368,8 @@ class SubscriptionManager:
                 else:
                     to_run = set(pending)
                     if snapshot.ts > self._ts:
-                        to_run |= await self._invalidated(snapshot, self._ts)
+                        invalidated, traced = await self._invalidated(snapshot, self._ts)
+                        to_run |= invalidated
                 queries = [q for q in to_run if self._queries.get(q.key) is q]
                 query_reruns.add(len(queries))
                 results = await asyncio.gather(*(self._execute(q, snapshot) for q in queries))
@@ -396,9 +398,10 @@ class SubscriptionManager:
         affected: set[SyncSession] = set()
         for query in changed:
             affected |= query.subscribers
-        links = self._runner.commit_spans.take(self._ts, target_ts) if advanced else []
+        links = links_to(traced) if queries else []
         if links:
-            # Commits made here link to the step that re-ran and pushed their results.
+            # The step that re-ran and pushed a commit's results links to its trace,
+            # on every node, whichever node made the commit.
             publish_span(
                 links,
                 {
@@ -421,14 +424,18 @@ class SubscriptionManager:
         async with self._ts_changed:
             self._ts_changed.notify_all()
 
-    async def _invalidated(self, snapshot: Any, since: int) -> set[SharedQuery]:
+    async def _invalidated(self, snapshot: Any, since: int) -> tuple[set[SharedQuery], list[str]]:
+        """The queries the commits after ``since`` invalidate, and those commits' traces."""
         keys: list[tuple[int, bytes]] = []
+        traced: list[str] = []
         cursor = since
         while True:
             commits = await snapshot.commits_after(cursor, limit=COMMITS_PER_STEP)
             self.commits_seen += len(commits)
             for commit in commits:
                 keys.extend(commit.keys)
+                if commit.traceparent:
+                    traced.append(commit.traceparent)
             if len(commits) < COMMITS_PER_STEP:
                 break
             cursor = commits[-1].ts
@@ -440,7 +447,7 @@ class SubscriptionManager:
                     members = self._buckets.get((index_id, prefix))
                     if members:
                         candidates |= members
-        return {q for q in candidates if q.read_set.overlaps(written)}
+        return {q for q in candidates if q.read_set.overlaps(written)}, traced
 
     async def _execute(self, query: SharedQuery, snapshot: Any) -> _Run:
         try:

@@ -17,10 +17,10 @@ from syncline.telemetry._instruments import (
 )
 from syncline.telemetry._logs import JsonLogFormatter, configure_logging
 from syncline.telemetry._tracing import (
-    CommitSpans,
     TracedFrame,
     context_from,
     current_traceparent,
+    links_to,
     publish_span,
     traced_frame,
     tracer,
@@ -28,7 +28,6 @@ from syncline.telemetry._tracing import (
 
 __all__ = [
     "CONTENT_TYPE",
-    "CommitSpans",
     "JsonLogFormatter",
     "Telemetry",
     "TracedFrame",
@@ -40,6 +39,7 @@ __all__ = [
     "context_from",
     "current_traceparent",
     "function_duration",
+    "links_to",
     "observe_gauge",
     "occ_conflicts",
     "publish_span",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from opentelemetry import propagate, trace
@@ -59,35 +59,16 @@ def context_from(traceparent: str | None) -> Context | None:
     return propagate.extract({"traceparent": traceparent}) if traceparent else None
 
 
-class CommitSpans:
-    """The span contexts of recent commits made here, by commit ts, so the
-    subscription step that publishes a commit's results can link to its trace."""
-
-    def __init__(self, keep: int = 1024) -> None:
-        self._keep = keep
-        self._by_ts: dict[int, trace.SpanContext] = {}
-        self._published_ts = 0
-
-    def note(self, ts: int) -> None:
-        """A commit at ``ts`` was made in the current span."""
-        context = trace.get_current_span().get_span_context()
-        if not context.is_valid:
-            return
-        if ts <= self._published_ts:
-            # Its results went out before its answer came back (the commit log's
-            # notice won the race): link the publish that already happened.
-            publish_span([trace.Link(context)], {"syncline.publish.before_answer": True})
-            return
-        self._by_ts[ts] = context
-        if len(self._by_ts) > self._keep:
-            del self._by_ts[next(iter(self._by_ts))]
-
-    def take(self, after_ts: int, through_ts: int) -> list[trace.Link]:
-        """Links to the commits in (after_ts, through_ts], whose results are being
-        published now; forgotten once taken."""
-        self._published_ts = max(self._published_ts, through_ts)
-        taken = [ts for ts in self._by_ts if after_ts < ts <= through_ts]
-        return [trace.Link(self._by_ts.pop(ts)) for ts in taken]
+def links_to(traceparents: Iterable[str]) -> list[trace.Link]:
+    """Links to the spans the traceparents name (the commits whose results a
+    subscription step published); untraced ("") ones are skipped."""
+    links = []
+    for traceparent in traceparents:
+        context = context_from(traceparent)
+        span_context = trace.get_current_span(context).get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context))
+    return links
 
 
 def publish_span(links: list[trace.Link], attributes: dict[str, int | bool]) -> None:

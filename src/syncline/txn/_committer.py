@@ -301,7 +301,9 @@ class Committer:
             written = [k for w in request.writes for k in w.written_keys()]
             self._window.add(ts, sorted_keys_by_index(written))
             record = IdempotencyRecord(key, request.result_json) if key is not None else None
-            accepted.append((pending, CommitEntry(ts, tuple(request.writes), record)))
+            accepted.append(
+                (pending, CommitEntry(ts, tuple(request.writes), record, request.traceparent))
+            )
             if key is not None:
                 keys_in_batch[key] = CommitOutcome(ts, request.result_json)
         if not accepted:
