@@ -54,6 +54,14 @@ def _manifests(values: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
 
+DEPENDENCIES = ("zookeeper", "redis")
+"""Components the chart may run for Syncline (in-cluster dependencies), not Syncline's."""
+
+
+def _component(manifest: dict[str, Any]) -> str:
+    return str(manifest["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
 def _containers(manifests: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     for manifest in manifests:
         if manifest["kind"] in WORKLOADS:
@@ -108,6 +116,8 @@ def test_every_container_runs_a_command_its_service_accepts(
         (tmp_path / name).write_text("PEM")
     roles_seen = set()
     for manifest, container in _containers(_manifests(values)):
+        if _component(manifest) in DEPENDENCIES:
+            continue
         command = container["command"]
         assert command[:3] == ["python", "-m", "syncline.cluster"], manifest["metadata"]["name"]
         role = command[3]
@@ -195,3 +205,28 @@ def test_the_image_definition_matches_the_chart() -> None:
     assert ["USER", "10001"] in lines  # the chart's pods run as 10001, not root
     assert chart_user["app"]["path"] in dockerfile
     assert '["python", "-m", "syncline.cluster"]' in dockerfile
+
+
+def test_in_cluster_dependencies_are_what_the_services_reach(tmp_path: Path) -> None:
+    manifests = _manifests(CHART / "ci" / "in-cluster-dependencies-values.yaml")
+    services = {m["metadata"]["name"] for m in manifests if m["kind"] == "Service"}
+    (ensemble,) = [
+        m for m in manifests if _component(m) == "zookeeper" and m["kind"] == "StatefulSet"
+    ]
+    assert ensemble["spec"]["replicas"] == 3 and ensemble["spec"]["serviceName"] in services
+    redis = {m["metadata"]["name"] for m in manifests if _component(m) == "redis"}
+    for manifest, container in _containers(manifests):
+        if _component(manifest) in DEPENDENCIES:
+            continue
+        args = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"])
+        for host in args["zk-hosts"].split(","):
+            pod, service = host.removesuffix(":2181").split(".", 1)
+            assert service == ensemble["metadata"]["name"] and pod.startswith(service)
+        if "redis" in args:
+            assert args["redis"].removeprefix("redis://").split(":")[0] in redis & services
+    # Without them, the chart says what is missing.
+    values = yaml.safe_load((CHART / "ci" / "single-region-values.yaml").read_text())
+    del values["regions"][0]["redisUrl"]
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    no_redis = _render(tmp_path / "values.yaml")
+    assert no_redis.returncode != 0 and "needs a redisUrl" in no_redis.stderr

@@ -43,7 +43,7 @@ command: ["python", "-m", "syncline.cluster", {{ . | quote }}]
 {{/* Flags every app-running node (txn, sync, scheduler) takes. */}}
 {{- define "syncline.nodeArgs" -}}
 - --app={{ .root.Values.app.path }}
-- --zk-hosts={{ .root.Values.zookeeper.hosts }}
+- --zk-hosts={{ include "syncline.zkHosts" .root }}
 - --host=0.0.0.0
 - --advertise-host=$(POD_IP)
 - --port={{ .service.port }}
@@ -144,4 +144,40 @@ securityContext:
 prometheus.io/scrape: "true"
 prometheus.io/path: /metrics
 prometheus.io/port: {{ . | quote }}
+{{- end -}}
+
+{{/* ZooKeeper's connection string: the in-cluster ensemble's, or zookeeper.hosts. */}}
+{{- define "syncline.zkHosts" -}}
+{{- if .Values.zookeeper.inCluster.enabled -}}
+{{- $name := printf "%s-zookeeper" (include "syncline.fullname" .) -}}
+{{- $hosts := list -}}
+{{- range $i := until (int .Values.zookeeper.inCluster.replicas) -}}
+{{- $hosts = append $hosts (printf "%s-%d.%s:2181" $name $i $name) -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- else -}}
+{{- required "zookeeper.hosts is needed unless zookeeper.inCluster.enabled" .Values.zookeeper.hosts -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ZOO_SERVERS of the in-cluster ensemble: dict "root" $ "name" <statefulset> */}}
+{{- define "syncline.zookeeperServers" -}}
+{{- $servers := list -}}
+{{- range $i := until (int .root.Values.zookeeper.inCluster.replicas) -}}
+{{- $servers = append $servers (printf "server.%d=%s-%d.%s:2888:3888;2181" (add $i 1) $.name $i $.name) -}}
+{{- end -}}
+{{- join " " $servers -}}
+{{- end -}}
+
+{{- define "syncline.inClusterRedisName" -}}
+{{- printf "%s-redis-%s" (include "syncline.fullname" .root) .region -}}
+{{- end -}}
+
+{{/* A region's Redis URL: its in-cluster server's, or its redisUrl. dict "root" $ "region" <region> */}}
+{{- define "syncline.redisUrl" -}}
+{{- if .root.Values.redis.inCluster.enabled -}}
+{{- printf "redis://%s:6379/0" (include "syncline.inClusterRedisName" (dict "root" .root "region" .region.name)) -}}
+{{- else -}}
+{{- required (printf "region %s needs a redisUrl unless redis.inCluster.enabled" .region.name) .region.redisUrl -}}
+{{- end -}}
 {{- end -}}
