@@ -62,6 +62,10 @@ def _component(manifest: dict[str, Any]) -> str:
     return str(manifest["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
 
 
+def _policy_target(policy: dict[str, Any]) -> str:
+    return str(policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"])
+
+
 def _containers(manifests: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     for manifest in manifests:
         if manifest["kind"] in WORKLOADS:
@@ -224,6 +228,12 @@ def test_in_cluster_dependencies_are_what_the_services_reach(tmp_path: Path) -> 
             assert service == ensemble["metadata"]["name"] and pod.startswith(service)
         if "redis" in args:
             assert args["redis"].removeprefix("redis://").split(":")[0] in redis & services
+    # Only Syncline's pods reach them; ZooKeeper servers also reach each other.
+    policies = {
+        _policy_target(m): m["spec"]["ingress"] for m in manifests if m["kind"] == "NetworkPolicy"
+    }
+    assert [p["port"] for p in policies["redis"][0]["ports"]] == [6379]
+    assert [p["port"] for p in policies["zookeeper"][1]["ports"]] == [2181, 2888, 3888]
     # Without them, the chart says what is missing.
     values = yaml.safe_load((CHART / "ci" / "single-region-values.yaml").read_text())
     del values["regions"][0]["redisUrl"]
