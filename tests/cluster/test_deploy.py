@@ -125,6 +125,17 @@ async def test_a_new_version_goes_live_under_subscribed_clients_and_survives_fai
         await client.wait_value(0, 10.0, timeout=20)
     status, body = await query(gateway, "bank:events_with_key", {"key": "before"})
     assert (status, body["value"]) == (200, ["before"])  # the backfilled index
+    # The admin dashboard's Deployment view: the same version on every node, and
+    # when it went live.
+    headers = {"Authorization": f"Convex {AdminKeys(SECRET).issue()}"}
+    body = {"path": "_system/deployment:describe", "args": {}, "format": "json"}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(4):  # requests spread over both sync nodes
+            async with http.post(f"{gateway.url}/api/query", json=body, headers=headers) as answer:
+                described = (await answer.json())["value"]
+            assert described["version"] == 1 and described["mode"] == "cluster"
+            [live] = described["versions"]
+            assert live["version"] == 1 and live["functions"] == len(described["functions"])
 
     # A new txn leader applies the deployed version, not the one it was started with
     # (which has no by_key index: applying it would drop the index).

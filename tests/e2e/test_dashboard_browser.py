@@ -442,6 +442,12 @@ async def test_deployment_and_health_views(page: Page) -> None:
     assert await page.wait_text(tid("deployment-mode"), "embedded") == "embedded"
     schema = await page.wait_text(tid("schema-table", '[data-table="notes"]'), "by_author")
     assert "author" in schema
+    # The versions this data directory has run, newest first: the live one on top.
+    await page.wait_visible(tid("deployment-versions"))
+    live = await page.wait_text(tid("deployment-version"), "")
+    rows = await page.texts(tid("deployment-version-row"))
+    assert rows and rows[0].split()[0] == live
+    await page.screenshot("deployment")
 
     await page.open_view("health")
     assert await page.wait_text(tid("health-mode"), "embedded") == "embedded"

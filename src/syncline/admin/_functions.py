@@ -62,7 +62,8 @@ def _table_info(ctx: SystemQueryCtx | SystemMutationCtx, table: str) -> TableInf
 
 @query(args={})
 async def describe(ctx: SystemQueryCtx) -> dict[str, Any]:
-    """The live version: its tables (with indexes and validators) and functions."""
+    """The live version: its tables (with indexes and validators) and functions, and
+    the versions deployed so far (newest first)."""
     deployment = ctx.deployment
     tables = [
         {
@@ -85,8 +86,11 @@ async def describe(ctx: SystemQueryCtx) -> dict[str, Any]:
         }
         for path, spec in sorted(deployment.app.functions.items())
     ]
+    versions = [record.to_value() for record in reversed(ctx.versions)]
     return {
         "version": float(deployment.version),
+        "deployedAt": versions[0]["deployedAt"] if versions else None,
+        "versions": versions,
         "mode": ctx.mode,
         "tables": tables,
         "functions": functions,

@@ -20,7 +20,7 @@ from syncline._errors import SchemaError
 from syncline.app import App
 from syncline.cluster._code import load_stored_bundle, stored_app_version
 from syncline.database import DataModel
-from syncline.runtime import Deployment
+from syncline.runtime import Deployment, VersionRecord, load_versions
 from syncline.runtime._deployment import CATALOG_VERSION_KEY
 from syncline.storage import Storage
 
@@ -37,6 +37,8 @@ class ClusterDeployments:
         self._app_version = 0
         self._code_dir: Path | None = None
         self._current: Deployment | None = None
+        self.versions: tuple[VersionRecord, ...] = ()
+        """The deployed versions, oldest first (read with the code)."""
         self._listeners: list[Callable[[Deployment], None]] = []
 
     @property
@@ -84,6 +86,7 @@ class ClusterDeployments:
             self._code_dir = Path(tempfile.mkdtemp(prefix="syncline-code-"))
         version, bundle = stored
         self._app = bundle.load(self._code_dir)
+        self.versions = await load_versions(self._storage)
         log.info("loaded app version %d -> %d (%s)", self._app_version, version, bundle.digest[:12])
         self._app_version = version
         return True
@@ -98,8 +101,9 @@ class ClusterDeployments:
         catalog = await self._storage.load_catalog()
         model = DataModel(catalog, self._app.schema, catalog_version=stored)
         previous = self._current
-        version = previous.version + 1 if previous else 1
-        self._current = deployment = Deployment(self._app, model, version)
+        # The deployed version's number (0: the app the node started with), the
+        # same on every node.
+        self._current = deployment = Deployment(self._app, model, self._app_version)
         if previous is not None and (code_changed or previous.model.catalog_version != stored):
             log.info(
                 "catalog version %d -> %d: reloaded tables and indexes",

@@ -297,7 +297,9 @@ class SyncNode:
             presence=self.presence,
             rate_limiter=self._limiter,
             user_limit=config.user_rate,
-            system=SystemServices(SYSTEM_FUNCTIONS, "cluster", health),
+            system=SystemServices(
+                SYSTEM_FUNCTIONS, "cluster", health, versions=lambda: deployments.versions
+            ),
             log_feed=self._log_feed,
         )
         manager = self.manager = SubscriptionManager(self.storage, runner)

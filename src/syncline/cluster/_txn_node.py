@@ -46,7 +46,7 @@ from syncline.cluster._wire import (
     response_to_proto,
 )
 from syncline.database import DataModel
-from syncline.runtime import DeploymentManager
+from syncline.runtime import DeploymentManager, describe_version, record_version
 from syncline.storage import Storage
 from syncline.telemetry import observe_gauge, occ_conflicts
 from syncline.txn import CommitOutcome, Committer, CommitterConfig
@@ -253,6 +253,11 @@ class TxnNode:
             if not dry_run:
                 deployment = await deployments.apply(app)
                 await store_bundle(self.storage, version, bundle, epoch=self.epoch)
+                await record_version(
+                    self.storage,
+                    describe_version(version, app, bundle.digest),
+                    epoch=self.epoch,
+                )
                 self._app_version, self._code = version, (bundle, app)
                 self._model = deployment.model
                 log.info("deployed app version %d (%s)", version, bundle.digest[:12])

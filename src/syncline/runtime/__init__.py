@@ -27,6 +27,12 @@ from syncline.runtime._system import (
     SystemServices,
     is_system_path,
 )
+from syncline.runtime._versions import (
+    VersionRecord,
+    describe_version,
+    load_versions,
+    record_version,
+)
 
 __all__ = [
     "ANONYMOUS",
@@ -52,5 +58,9 @@ __all__ = [
     "SystemQueryCtx",
     "SystemServices",
     "UncaughtFunctionError",
+    "VersionRecord",
+    "describe_version",
     "is_system_path",
+    "load_versions",
+    "record_version",
 ]

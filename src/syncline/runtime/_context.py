@@ -159,6 +159,8 @@ class SystemQueryCtx(QueryCtx):
         super().__init__(db, auth, presence)
         self.deployment = deployment
         self.mode = services.mode
+        self.versions = services.versions()
+        """The deployed versions, oldest first."""
         self._health = services.health
         self.feeds: set[str] = set()
         """Feeds read: a subscription re-runs when one changes."""

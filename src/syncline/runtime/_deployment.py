@@ -115,8 +115,10 @@ class DeploymentManager:
         for listener in self._listeners:
             listener(deployment)
 
-    async def apply(self, app: App) -> Deployment:
-        """Make ``app`` live, or raise (SchemaViolationError lists offending ids)."""
+    async def apply(self, app: App, *, version: int | None = None) -> Deployment:
+        """Make ``app`` live, or raise (SchemaViolationError lists offending ids).
+
+        ``version``: its number (default: one more than the live one's)."""
         async with self._committer.exclusive(), self._unstable():
             before = catalog = await self._storage.load_catalog()
             if app.schema is not None:
@@ -128,7 +130,8 @@ class DeploymentManager:
             catalog = await self._storage.load_catalog()
             await self._sync_indexes(wanted, catalog)
             catalog = await self._storage.load_catalog()
-            version = self._current.version + 1 if self._current else 1
+            if version is None:
+                version = self._current.version + 1 if self._current else 1
             model = await self._new_model(before, catalog, app)
             deployment = Deployment(app, model, version)
             self._publish(deployment)

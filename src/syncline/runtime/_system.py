@@ -7,11 +7,12 @@ live deployment and, on nodes that have one, the cluster's health.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from syncline.functions import FunctionSpec
+from syncline.runtime._versions import VersionRecord
 
 SYSTEM_PREFIX = "_system/"
 """Paths of system functions start with this; no app module can (``_`` files are private)."""
@@ -41,6 +42,8 @@ class SystemServices:
     mode: str
     """``embedded`` or ``cluster``."""
     health: HealthSource | None = None
+    versions: Callable[[], Sequence[VersionRecord]] = tuple
+    """The deployed versions, oldest first."""
 
 
 def is_system_path(path: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from syncline.admin import SYSTEM_FUNCTIONS, HealthMonitor
-from syncline.app import App, load_app
+from syncline.app import App, AppBundle, load_app
 from syncline.auth import (
     REVOKED_KEYS_FILENAME,
     AdminKeys,
@@ -30,7 +30,17 @@ from syncline.auth import (
 from syncline.functions import install_print_capture
 from syncline.presence import MemoryStore, PresenceConfig, PresenceHub
 from syncline.ratelimit import ClientLimits, MemoryRateLimiter
-from syncline.runtime import Deployment, DeploymentManager, FunctionRunner, LogFeed, SystemServices
+from syncline.runtime import (
+    Deployment,
+    DeploymentManager,
+    FunctionRunner,
+    LogFeed,
+    SystemServices,
+    VersionRecord,
+    describe_version,
+    load_versions,
+    record_version,
+)
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.server._backend import LocalBackend
 from syncline.server._http import HttpApi
@@ -96,6 +106,7 @@ class EmbeddedServer:
             last_commit_ts=lambda: self.manager.ts if self.manager else 0,
         )
         self.log_feed = LogFeed(self.presence)
+        self._versions: tuple[VersionRecord, ...] = ()
         self.runner = FunctionRunner(
             self.storage,
             self.committer,
@@ -103,7 +114,9 @@ class EmbeddedServer:
             presence=self.presence,
             rate_limiter=self.rate_limiter,
             user_limit=config.client_limits.requests_per_user,
-            system=SystemServices(SYSTEM_FUNCTIONS, "embedded", self.health),
+            system=SystemServices(
+                SYSTEM_FUNCTIONS, "embedded", self.health, versions=lambda: self._versions
+            ),
             log_feed=self.log_feed,
         )
         self.scheduler = JobScheduler(self.storage, self.runner, config=config.scheduler)
@@ -157,6 +170,7 @@ class EmbeddedServer:
         try:
             await self.presence.start()
             await self.committer.start()
+            self._versions = await load_versions(self.storage)
             self.manager = SubscriptionManager(self.storage, self.runner)
             self.deployments.on_change(self._deployment_changed)
             await self.deploy(load_app(self.config.app_dir))
@@ -185,7 +199,11 @@ class EmbeddedServer:
 
     async def deploy(self, app: App) -> Deployment:
         """Make a new version of the app live (schema checked, indexes backfilled)."""
-        deployment = await self.deployments.apply(app)
+        # Numbered on from the versions this data directory has run before.
+        version = self._versions[-1].version + 1 if self._versions else 1
+        deployment = await self.deployments.apply(app, version=version)
+        digest = AppBundle.from_directory(app.directory).digest
+        self._versions = await record_version(self.storage, describe_version(version, app, digest))
         # One authenticator for the server's life: live sessions check their next
         # token with the new version's auth config too.
         self._verifier = TokenVerifier(app.auth_providers)

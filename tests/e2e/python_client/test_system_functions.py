@@ -5,12 +5,14 @@ results follow commits, the log tail and the server's health live."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncline.app import load_app
 from syncline.client import Client, FunctionError
-from syncline.server import EmbeddedServer
+from syncline.server import EmbeddedConfig, EmbeddedServer
 from tests.e2e.python_client.support import ClientFactory, until
 
 pytestmark = pytest.mark.e2e
@@ -194,3 +196,33 @@ async def test_scheduled_jobs_are_listed_and_cancelled(admin: Client, user: Clie
     [canceled] = await admin.query("_system/jobs:list", {"state": "canceled"})
     assert canceled["_id"] == job_id and canceled["state"]["kind"] == "canceled"
     assert await admin.query("_system/jobs:crons") == []
+
+
+async def test_deployed_versions_are_listed_newest_first_and_outlive_a_restart(
+    server: EmbeddedServer, admin: Client, app_dir: Path, tmp_path: Path
+) -> None:
+    first = await admin.query("_system/deployment:describe")
+    assert first["version"] == 1 and [v["version"] for v in first["versions"]] == [1]
+    assert first["deployedAt"] == first["versions"][0]["deployedAt"]
+    (app_dir / "extra.py").write_text(
+        "from syncline import query\n\n@query\nasync def one(ctx):\n    return 1\n"
+    )
+    await server.deploy(load_app(app_dir))
+    second = await admin.query("_system/deployment:describe")
+    assert [v["version"] for v in second["versions"]] == [2, 1]
+    newest, oldest = second["versions"]
+    assert newest["functions"] == oldest["functions"] + 1 and newest["digest"] != oldest["digest"]
+    await server.close()
+    again = EmbeddedServer(EmbeddedConfig(app_dir=app_dir, data_dir=tmp_path / "data", port=0))
+    await again.start()
+    try:
+        client = Client(again.url, admin_key=again.admin_key)
+        await client.connect()
+        try:
+            third = await client.query("_system/deployment:describe")
+        finally:
+            await client.close()
+    finally:
+        await again.close()
+    assert [v["version"] for v in third["versions"]] == [3, 2, 1]
+    assert third["versions"][0]["digest"] == newest["digest"]

@@ -341,9 +341,33 @@
           ),
         ),
         el("div", { class: "panel" },
+          el("h2", { text: "Versions" }),
+          renderVersions(describe.versions || []),
+        ),
+        el("div", { class: "panel" },
           el("h2", { text: "Schema" }),
           el("div", { testid: "schema-tables" }, (describe.tables || []).map(renderTable)),
         ),
+      );
+    }
+
+    // Newest first; a cluster's nodes run version 0 (the app they started with)
+    // until the first `syncline deploy`, which is not listed.
+    function renderVersions(versions) {
+      if (!versions.length) {
+        return el("p", { class: "muted", text: "Nothing deployed yet: the nodes run the app they were started with." });
+      }
+      return el("table", { class: "grid compact", testid: "deployment-versions" },
+        el("thead", {}, el("tr", {},
+          el("th", { text: "Version" }), el("th", { text: "Deployed" }), el("th", { text: "Functions" }),
+          el("th", { text: "Tables" }), el("th", { text: "Sources" }))),
+        el("tbody", {}, versions.map((version) =>
+          el("tr", { testid: "deployment-version-row" },
+            el("td", { class: "mono", text: String(version.version) }),
+            el("td", { text: formatTime(version.deployedAt) }),
+            el("td", { text: String(version.functions) }),
+            el("td", { text: String(version.tables) }),
+            el("td", { class: "mono", title: version.digest, text: version.digest.slice(0, 12) })))),
       );
     }
 
