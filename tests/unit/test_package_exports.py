@@ -21,6 +21,7 @@ import pytest
         "syncline.storage",
         "syncline.sync",
         "syncline.telemetry",
+        "syncline.verify",
     ],
 )
 def test_all_is_sorted_and_complete(package: str) -> None:
