@@ -86,6 +86,36 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (up, down, status, faults):
         action.add_argument("--data", type=Path, default=Path(".syncline-cluster"), help=data_help)
 
+    check = commands.add_parser(
+        "verify", help="check a deployment's guarantees with workloads and a history checker"
+    )
+    check.add_argument(
+        "--url",
+        action="append",
+        help=f"a gateway's URL; repeat for several regions (default SYNCLINE_URL or {DEFAULT_URL})",
+    )
+    check.add_argument(
+        "--admin-key", default=_env("ADMIN_KEY"), help="required (SYNCLINE_ADMIN_KEY)"
+    )
+    check.add_argument(
+        "--workload",
+        default="list-append,bank",
+        help="comma-separated: list-append, bank (default both)",
+    )
+    check.add_argument("--seconds", type=float, default=10.0, help="per workload (default 10)")
+    check.add_argument("--clients", type=int, default=6, help="concurrent clients (default 6)")
+    check.add_argument("--seed", type=int, help="for the operations chosen (default: random)")
+    check.add_argument(
+        "--model",
+        default="strong-session-serializable",
+        choices=["serializable", "strong-session-serializable", "strict-serializable"],
+        help="what the history must satisfy (default strong-session-serializable)",
+    )
+    check.add_argument(
+        "--history", type=Path, help="write the list-append history here (elle-cli's JSON)"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+
     key = commands.add_parser("admin-key", help="print an admin key for a data directory")
     key.add_argument("--data", type=Path, required=True, help="the deployment's data directory")
     key.add_argument("--name", default="default", help="a name for the key (letters, digits, -_)")
@@ -119,8 +149,52 @@ def main(argv: list[str] | None = None) -> int:
         return _cluster(args)
     if args.command == "deploy":
         return asyncio.run(_deploy(args))
+    if args.command == "verify":
+        return _verify(args)
     build_parser().print_help()
     return 2
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import random
+
+    from syncline.verify import WORKLOADS, Model, WorkloadConfig, verify
+
+    if not args.admin_key:
+        print("syncline verify needs --admin-key (or SYNCLINE_ADMIN_KEY)", file=sys.stderr)
+        return 2
+    workloads = tuple(w.strip() for w in args.workload.split(",") if w.strip())
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown or not workloads:
+        print(f"--workload: choose from {', '.join(WORKLOADS)}", file=sys.stderr)
+        return 2
+    if args.seconds <= 0 or args.clients < 1:
+        print("--seconds must be > 0 and --clients >= 1", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    config = WorkloadConfig(
+        urls=tuple(args.url or [_env("URL", DEFAULT_URL) or DEFAULT_URL]),
+        admin_key=args.admin_key,
+        seconds=args.seconds,
+        clients=args.clients,
+        seed=seed,
+    )
+    print(f"seed {seed} (run again with --seed {seed})", file=sys.stderr)
+    try:
+        report = asyncio.run(
+            verify(
+                config,
+                workloads=workloads,
+                model=Model(args.model),
+                history_path=args.history,
+                progress=lambda message: print(message, file=sys.stderr),
+            )
+        )
+    except SynclineError as exc:
+        print(f"syncline verify: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.text())
+    return 0 if report.valid else 1
 
 
 def _admin_key(args: argparse.Namespace) -> int:

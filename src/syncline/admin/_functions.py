@@ -16,9 +16,12 @@ from syncline._errors import ValidationError
 from syncline.database import DatabaseReader, IndexRange, TableInfo
 from syncline.functions import LEVELS, FunctionKind, FunctionSpec, Visibility
 from syncline.jobs import CRON_JOBS, SCHEDULED_FUNCTIONS
+from syncline.jobs import SYSTEM_TABLES as JOB_TABLES
 from syncline.runtime import LOG_ROOM, SYSTEM_PREFIX, SystemMutationCtx, SystemQueryCtx
 from syncline.schema import BY_CREATION_TIME
 from syncline.values import Validator, as_validator, v
+from syncline.verify._functions import VERIFY_FUNCTIONS
+from syncline.verify._tables import VERIFY_TABLES
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -262,8 +265,11 @@ def _registry() -> dict[str, FunctionSpec]:
     }
     for path, spec in named.items():
         spec.path = SYSTEM_PREFIX + path
-    return {SYSTEM_PREFIX + path: spec for path, spec in named.items()}
+    return {**{SYSTEM_PREFIX + path: spec for path, spec in named.items()}, **VERIFY_FUNCTIONS}
 
 
 SYSTEM_FUNCTIONS = _registry()
-"""Every system function by path."""
+"""Every system function by path: the dashboard's and the verification app's."""
+
+SYSTEM_TABLES = {**JOB_TABLES, **VERIFY_TABLES}
+"""Every table of Syncline's own, with its indexes: what each version creates."""

@@ -33,6 +33,7 @@ from syncline._errors import (
     SynclineError,
     UnavailableError,
 )
+from syncline.admin import SYSTEM_TABLES
 from syncline.app import App, AppBundle, app_changes, load_app
 from syncline.cluster import _tls as tls
 from syncline.cluster._code import load_stored_bundle, store_bundle
@@ -169,7 +170,7 @@ class TxnNode:
             on_fenced=self._election.step_down,
         )
         await committer.start()
-        deployments = DeploymentManager(self.storage, committer)
+        deployments = DeploymentManager(self.storage, committer, system_tables=SYSTEM_TABLES)
         # The deployed version, if any, not --app: a new leader never rolls code back.
         self._code = await self._stored_code()
         deployment = await deployments.apply(self._code[1])

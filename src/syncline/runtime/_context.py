@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from syncline.auth import UserIdentity
-from syncline.database import DatabaseReader, DatabaseWriter
+from syncline.database import DatabaseReader, DatabaseWriter, Transaction
 from syncline.jobs import ActionScheduler, MutationScheduler
 from syncline.presence import PresenceReader, PresenceWriter
 from syncline.ratelimit import FunctionRateLimiter
@@ -185,6 +185,9 @@ class SystemMutationCtx(MutationCtx):
         rate_limiter: FunctionRateLimiter,
         *,
         deployment: Deployment,
+        tx: Transaction,
     ) -> None:
         super().__init__(db, auth, scheduler, presence, rate_limiter)
         self.deployment = deployment
+        self.tx = tx
+        """The transaction itself: Syncline's own functions may write its own tables."""

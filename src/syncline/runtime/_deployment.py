@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,10 +30,15 @@ CATALOG_VERSION_KEY = "catalog_version"
 """Meta key holding the catalog version: changes whenever tables or indexes change."""
 
 
-def _wanted_indexes(app: App) -> dict[str, tuple[IndexDefinition, ...]]:
+SystemTables = Mapping[str, tuple[IndexDefinition, ...]]
+
+
+def _wanted_indexes(
+    app: App, system_tables: SystemTables
+) -> dict[str, tuple[IndexDefinition, ...]]:
     """The tables a version needs, with their indexes: the system tables, and the
     schema's tables (a schemaless app's tables keep the built-in indexes only)."""
-    wanted = dict(SYSTEM_TABLES)
+    wanted = dict(system_tables)
     if app.schema is not None:
         wanted.update({name: tuple(t.indexes) for name, t in app.schema.tables.items()})
     return wanted
@@ -80,9 +85,13 @@ class DeploymentSource(Protocol):
 class DeploymentManager:
     """Holds the live deployment; ``apply`` moves to a new app version."""
 
-    def __init__(self, storage: Storage, committer: Committer) -> None:
+    def __init__(
+        self, storage: Storage, committer: Committer, *, system_tables: SystemTables = SYSTEM_TABLES
+    ) -> None:
+        """``system_tables``: Syncline's own tables every version has (with indexes)."""
         self._storage = storage
         self._committer = committer
+        self._system_tables = system_tables
         self._current: Deployment | None = None
         self._catalog_version: int | None = None
         self._stable = asyncio.Event()
@@ -123,7 +132,7 @@ class DeploymentManager:
             before = catalog = await self._storage.load_catalog()
             if app.schema is not None:
                 await self._check_documents(app, catalog)
-            wanted = _wanted_indexes(app)
+            wanted = _wanted_indexes(app, self._system_tables)
             for name in wanted:
                 if name not in catalog.tables:
                     await self._create_table(name)

@@ -543,7 +543,7 @@ class FunctionRunner:
         ctx: MutationCtx
         if is_system_path(path):
             ctx = SystemMutationCtx(
-                db, Auth(identity), scheduler, presence, rate_limiter, deployment=deployment
+                db, Auth(identity), scheduler, presence, rate_limiter, deployment=deployment, tx=tx
             )
         else:
             ctx = MutationCtx(db, Auth(identity), scheduler, presence, rate_limiter)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncline.admin import SYSTEM_FUNCTIONS, HealthMonitor
+from syncline.admin import SYSTEM_FUNCTIONS, SYSTEM_TABLES, HealthMonitor
 from syncline.app import App, AppBundle, load_app
 from syncline.auth import (
     REVOKED_KEYS_FILENAME,
@@ -46,7 +46,7 @@ from syncline.server._backend import LocalBackend
 from syncline.server._http import HttpApi
 from syncline.storage import SqliteStorage
 from syncline.sync import Authenticator, SubscriptionManager
-from syncline.txn import Committer
+from syncline.txn import Committer, CommitterConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class EmbeddedConfig:
     """Running scheduled functions and crons."""
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     """Presence rooms, held in this process."""
+    committer: CommitterConfig = field(default_factory=CommitterConfig)
+    """How commits are batched and checked."""
     client_limits: ClientLimits = field(default_factory=ClientLimits.off)
     """Rate limits per client address and user (none by default: a development
     server's clients all come from one machine)."""
@@ -93,8 +95,10 @@ class EmbeddedServer:
         self._state = ServerState.NEW
         self.storage = SqliteStorage(config.data_dir / "syncline.sqlite3")
         self.manager: SubscriptionManager | None = None
-        self.committer = Committer(self.storage, on_commit=self._on_commit)
-        self.deployments = DeploymentManager(self.storage, self.committer)
+        self.committer = Committer(self.storage, config=config.committer, on_commit=self._on_commit)
+        self.deployments = DeploymentManager(
+            self.storage, self.committer, system_tables=SYSTEM_TABLES
+        )
         self.presence = PresenceHub(
             MemoryStore(config.presence.messages_kept), config=config.presence
         )

@@ -1,0 +1,155 @@
+"""The verification app: system functions (``_system/verify:...``, admin keys only)
+that ``syncline verify`` drives through the client protocols.
+
+Built in rather than deployed, so checking a live deployment never replaces its
+code: every deployment has them, over Syncline's own ``_verify_*`` tables, and
+each run keeps to keys of its own. They are ordinary queries and mutations, so
+they go through the same runner, OCC and commit path as an app's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from syncline._errors import ValidationError
+from syncline.database import TableInfo
+from syncline.functions import FunctionKind, FunctionSpec, Visibility
+from syncline.runtime import SYSTEM_PREFIX, SystemMutationCtx, SystemQueryCtx
+from syncline.storage import Document
+from syncline.values import Validator, as_validator, v
+from syncline.verify._tables import BY_KEY, VERIFY_ACCOUNTS, VERIFY_LISTS
+
+Handler = Callable[..., Awaitable[Any]]
+MAX_OPS = 64
+MAX_KEYS = 256
+
+_OPS = v.array(v.array(v.any()))
+_RUN = v.string()
+
+
+def _spec(kind: FunctionKind, args: Mapping[str, Validator]) -> Callable[[Handler], FunctionSpec]:
+    def wrap(handler: Handler) -> FunctionSpec:
+        return FunctionSpec(handler, kind, Visibility.INTERNAL, as_validator(args), None)
+
+    return wrap
+
+
+def _table(ctx: SystemQueryCtx | SystemMutationCtx, name: str) -> TableInfo:
+    table = ctx.deployment.model.table(name)
+    if table is None:
+        raise ValidationError(f"this deployment has no {name} table yet; deploy again to create it")
+    return table
+
+
+async def _find(
+    ctx: SystemQueryCtx | SystemMutationCtx, table: str, run: str, key: str
+) -> Document | None:
+    rows = ctx.db.system.query(table).with_index(BY_KEY, lambda q: q.eq("run", run).eq("key", key))
+    # The first, not unique(): a broken server may have created a key twice, and
+    # the workload must keep running so that the checker can say what it saw.
+    return await rows.first()
+
+
+# -- list-append -------------------------------------------------------------------
+
+
+@_spec(FunctionKind.MUTATION, {"run": _RUN, "ops": _OPS})
+async def txn(ctx: SystemMutationCtx, run: str, ops: list[list[Any]]) -> list[list[Any]]:
+    """Run ``[["append", key, value], ["r", key, null], ...]`` in one transaction;
+    the ops with each read's list filled in."""
+    if len(ops) > MAX_OPS:
+        raise ValidationError(f"a transaction holds at most {MAX_OPS} operations, got {len(ops)}")
+    lists = _table(ctx, VERIFY_LISTS)
+    done: list[list[Any]] = []
+    for position, op in enumerate(ops):
+        if len(op) != 3 or op[0] not in ("append", "r") or not isinstance(op[1], str):
+            raise ValidationError(
+                f'ops[{position}]: expected ["append", key, value] or ["r", key, null]'
+            )
+        f, key, value = op
+        doc = await _find(ctx, VERIFY_LISTS, run, key)
+        values = [] if doc is None else list(doc["values"])
+        if f == "r":
+            done.append(["r", key, values])
+            continue
+        if doc is None:
+            record = {"run": run, "key": key, "values": [value]}
+            await ctx.tx.insert(lists, record, now_ms=time.time() * 1000.0)
+        else:
+            await ctx.tx.replace(doc["_id"], {"run": run, "key": key, "values": [*values, value]})
+        done.append(["append", key, value])
+    return done
+
+
+@_spec(FunctionKind.QUERY, {"run": _RUN, "keys": v.array(v.string())})
+async def read(ctx: SystemQueryCtx, run: str, keys: list[str]) -> list[list[Any]]:
+    """A read-only transaction: ``[["r", key, list], ...]`` at one snapshot."""
+    if len(keys) > MAX_KEYS:
+        raise ValidationError(f"read at most {MAX_KEYS} keys at once, got {len(keys)}")
+    out = []
+    for key in keys:
+        doc = await _find(ctx, VERIFY_LISTS, run, key)
+        out.append(["r", key, [] if doc is None else list(doc["values"])])
+    return out
+
+
+# -- bank --------------------------------------------------------------------------
+
+
+@_spec(FunctionKind.MUTATION, {"run": _RUN, "balances": v.array(v.array(v.any()))})
+async def open_accounts(ctx: SystemMutationCtx, run: str, balances: list[list[Any]]) -> None:
+    """Open ``[[key, balance], ...]`` (int64 balances); an existing account stays."""
+    accounts = _table(ctx, VERIFY_ACCOUNTS)
+    for key, balance in balances:
+        if await _find(ctx, VERIFY_ACCOUNTS, run, key) is None:
+            record = {"run": run, "key": key, "balance": balance}
+            await ctx.tx.insert(accounts, record, now_ms=time.time() * 1000.0)
+
+
+@_spec(
+    FunctionKind.MUTATION,
+    {"run": _RUN, "source": v.string(), "target": v.string(), "amount": v.int64()},
+)
+async def transfer(ctx: SystemMutationCtx, run: str, source: str, target: str, amount: int) -> bool:
+    """Move ``amount`` from ``source`` to ``target`` if ``source`` has it; whether it did."""
+    if amount <= 0 or source == target:
+        raise ValidationError("transfer a positive amount between two different accounts")
+    payer = await _find(ctx, VERIFY_ACCOUNTS, run, source)
+    payee = await _find(ctx, VERIFY_ACCOUNTS, run, target)
+    if payer is None or payee is None:
+        raise ValidationError(f"run {run!r} has no account {source if payer is None else target!r}")
+    if payer["balance"] < amount:
+        return False
+    await ctx.tx.replace(
+        payer["_id"], {"run": run, "key": source, "balance": payer["balance"] - amount}
+    )
+    await ctx.tx.replace(
+        payee["_id"], {"run": run, "key": target, "balance": payee["balance"] + amount}
+    )
+    return True
+
+
+@_spec(FunctionKind.QUERY, {"run": _RUN})
+async def balances(ctx: SystemQueryCtx, run: str) -> list[list[Any]]:
+    """Every account of the run at one snapshot: ``[[key, balance], ...]``."""
+    rows = ctx.db.system.query(VERIFY_ACCOUNTS).with_index(BY_KEY, lambda q: q.eq("run", run))
+    return [[doc["key"], doc["balance"]] for doc in await rows.take(MAX_KEYS)]
+
+
+def _registry() -> dict[str, FunctionSpec]:
+    named = {
+        "verify:txn": txn,
+        "verify:read": read,
+        "verify:open_accounts": open_accounts,
+        "verify:transfer": transfer,
+        "verify:balances": balances,
+    }
+    for path, spec in named.items():
+        spec.path = SYSTEM_PREFIX + path
+    return {SYSTEM_PREFIX + path: spec for path, spec in named.items()}
+
+
+VERIFY_FUNCTIONS = _registry()
+"""The verification app's functions by path."""

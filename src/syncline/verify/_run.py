@@ -1,0 +1,121 @@
+"""One ``syncline verify`` run: the workloads, their checks, and the report."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncline.verify._bank import check_bank
+from syncline.verify._history import count_by_type
+from syncline.verify._list_append import Anomaly, Model, check_list_append
+from syncline.verify._workloads import Progress, WorkloadConfig, run_bank, run_list_append
+
+WORKLOADS = ("list-append", "bank")
+
+
+@dataclass
+class WorkloadReport:
+    name: str
+    operations: int
+    outcomes: dict[str, int]
+    """ok, fail and info counts."""
+    anomalies: list[Anomaly]
+    longest_unavailability_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.name,
+            "operations": self.operations,
+            "outcomes": self.outcomes,
+            "anomalies": [a.to_json() for a in self.anomalies],
+            "longest_unavailability_seconds": round(self.longest_unavailability_seconds, 3),
+            **self.details,
+        }
+
+
+@dataclass
+class VerifyReport:
+    run: str
+    seed: int
+    urls: tuple[str, ...]
+    model: Model
+    workloads: list[WorkloadReport]
+
+    @property
+    def valid(self) -> bool:
+        return not any(w.anomalies for w in self.workloads)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "run": self.run,
+            "seed": self.seed,
+            "urls": list(self.urls),
+            "model": self.model.value,
+            "workloads": [w.to_json() for w in self.workloads],
+        }
+
+    def text(self) -> str:
+        lines = [
+            f"syncline verify: run {self.run}, seed {self.seed}, model {self.model.value}",
+            f"against {', '.join(self.urls)}",
+            "",
+            f"{'workload':<12} {'ops':>7} {'ok':>7} {'fail':>6} {'info':>6} "
+            f"{'anomalies':>9} {'longest gap':>12}",
+        ]
+        for w in self.workloads:
+            lines.append(
+                f"{w.name:<12} {w.operations:>7,} {w.outcomes['ok']:>7,} {w.outcomes['fail']:>6,} "
+                f"{w.outcomes['info']:>6,} {len(w.anomalies):>9,} "
+                f"{w.longest_unavailability_seconds:>10.2f} s"
+            )
+        for w in self.workloads:
+            for anomaly in w.anomalies[:20]:
+                lines.append("")
+                lines.append(f"{w.name}: {anomaly.kind}: {anomaly.explanation}")
+                for txn in anomaly.txns[:6]:
+                    lines.append(f"  {txn}")
+            if len(w.anomalies) > 20:
+                lines.append(f"{w.name}: {len(w.anomalies) - 20} more anomalies (see --json)")
+        lines.append("")
+        lines.append(
+            "no anomalies found" if self.valid else "ANOMALIES FOUND: the history is not valid"
+        )
+        return "\n".join(lines)
+
+
+async def verify(
+    config: WorkloadConfig,
+    *,
+    workloads: tuple[str, ...] = WORKLOADS,
+    model: Model = Model.STRONG_SESSION_SERIALIZABLE,
+    history_path: Path | None = None,
+    progress: Progress = lambda message: None,
+) -> VerifyReport:
+    """Run each workload in turn against ``config.urls`` and check what it recorded."""
+    run = uuid.uuid4().hex[:12]
+    reports: list[WorkloadReport] = []
+    for name in workloads:
+        progress(f"{name}: {config.clients} clients for {config.seconds:g} s (run {run})")
+        if name == "list-append":
+            history, final, gap = await run_list_append(config, run, progress)
+            if history_path is not None:
+                history.write_elle(history_path)
+            result = check_list_append(history, model=model, final_reads=final)
+            details = {"keys": result.keys, "reads_checked": result.reads_checked}
+            anomalies = result.anomalies
+        elif name == "bank":
+            history, balances, total, gap = await run_bank(config, run, progress)
+            bank = check_bank(history, total=total, final_balances=balances)
+            details = {"reads_checked": bank.reads_checked, "transfers_ok": bank.transfers_ok}
+            anomalies = bank.anomalies
+        else:
+            raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+        completions = count_by_type(history.ops)
+        reports.append(
+            WorkloadReport(name, sum(completions.values()), completions, anomalies, gap, details)
+        )
+    return VerifyReport(run, config.seed, config.urls, model, reports)

@@ -1,0 +1,274 @@
+"""Running the workloads: client processes that call the verification app through
+the sync protocol (``syncline.Client``) and record what they did and saw.
+
+Each process has its own connection, to one of the given URLs in turn (several
+regions at once). A mutation that failed is recorded ``fail`` (a failed mutation
+never commits); one whose answer did not come in time is ``info`` (it may have
+committed). Reads are queries: one snapshot each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncline.client import Client, ClientError, FunctionError
+from syncline.verify._history import History, OpType
+
+TXN = "_system/verify:txn"
+READ = "_system/verify:read"
+OPEN_ACCOUNTS = "_system/verify:open_accounts"
+TRANSFER = "_system/verify:transfer"
+BALANCES = "_system/verify:balances"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    urls: tuple[str, ...]
+    """Where clients connect, in turn (one per region checks across regions)."""
+    admin_key: str
+    seconds: float = 10.0
+    """How long operations are issued."""
+    clients: int = 6
+    """Concurrent client processes (>= 1)."""
+    seed: int = 0
+    request_timeout_seconds: float = 10.0
+    """A call unanswered this long is recorded as unknown (info)."""
+    keys_active: int = 6
+    """List-append keys written at any time; a key retires after ``appends_per_key``."""
+    appends_per_key: int = 24
+    max_ops: int = 4
+    read_only_fraction: float = 0.25
+    accounts: int = 5
+    initial_balance: int = 100
+
+
+@dataclass
+class Timeline:
+    """When operations completed ok: the longest stretch without one is the
+    longest unavailability the clients saw."""
+
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    ok_ns: list[int] = field(default_factory=list)
+
+    def now(self) -> int:
+        return time.monotonic_ns() - self.started_ns
+
+    def longest_gap_seconds(self, ended_ns: int) -> float:
+        marks = [0, *sorted(self.ok_ns), ended_ns]
+        return max((b - a for a, b in itertools.pairwise(marks)), default=0) / 1e9
+
+
+async def _call(
+    history: History,
+    timeline: Timeline,
+    process: int,
+    f: str,
+    invoked: Any,
+    call: Awaitable[Any],
+    complete: Callable[[Any], Any],
+    *,
+    answer_within_seconds: float,
+) -> None:
+    history.add(process, OpType.INVOKE, f, invoked, timeline.now())
+    try:
+        result = await asyncio.wait_for(call, answer_within_seconds)
+    except FunctionError:
+        history.add(process, OpType.FAIL, f, invoked, timeline.now())
+    except (TimeoutError, ClientError, OSError):
+        history.add(process, OpType.INFO, f, invoked, timeline.now())
+    else:
+        done = timeline.now()
+        history.add(process, OpType.OK, f, complete(result), done)
+        timeline.ok_ns.append(done)
+
+
+class _Keys:
+    """The list-append key pool: unique values per key, and keys retired once long."""
+
+    def __init__(self, config: WorkloadConfig) -> None:
+        self._config = config
+        self._next_key = itertools.count()
+        self._values = itertools.count(1)
+        self._appends: dict[str, int] = {}
+        self.active = [self._new_key() for _ in range(config.keys_active)]
+
+    def _new_key(self) -> str:
+        key = f"k{next(self._next_key)}"
+        self._appends[key] = 0
+        return key
+
+    @property
+    def used(self) -> list[str]:
+        return list(self._appends)
+
+    def append(self, rng: random.Random) -> tuple[str, int]:
+        slot = rng.randrange(len(self.active))
+        key = self.active[slot]
+        self._appends[key] += 1
+        if self._appends[key] >= self._config.appends_per_key:
+            self.active[slot] = self._new_key()
+        return key, next(self._values)
+
+
+def _list_append_ops(keys: _Keys, rng: random.Random, config: WorkloadConfig) -> list[list[Any]]:
+    ops: list[list[Any]] = []
+    for _ in range(rng.randint(1, config.max_ops)):
+        if rng.random() < 0.5:
+            key, value = keys.append(rng)
+            ops.append(["append", key, value])
+        else:
+            ops.append(["r", rng.choice(keys.active), None])
+    return ops
+
+
+async def run_list_append(
+    config: WorkloadConfig, run: str, progress: Progress
+) -> tuple[History, dict[str, list[Any]], float]:
+    """Run the list-append workload: its history, each key's final list (read by a
+    committing transaction after everything else, so it is current), and the
+    longest unavailability in seconds."""
+    history = History()
+    timeline = Timeline()
+    keys = _Keys(config)
+    deadline = time.monotonic() + config.seconds
+
+    async def process(number: int, client: Client) -> None:
+        rng = random.Random(f"{config.seed}-list-append-{number}")
+        while time.monotonic() < deadline:
+            ops = _list_append_ops(keys, rng, config)
+            if all(op[0] == "r" for op in ops) or rng.random() < config.read_only_fraction:
+                read_keys = sorted({op[1] for op in ops})
+                invoked = [["r", k, None] for k in read_keys]
+                call = client.query(READ, {"run": run, "keys": read_keys})
+            else:
+                invoked = ops
+                call = client.mutation(TXN, {"run": run, "ops": ops})
+            await _call(
+                history,
+                timeline,
+                number,
+                "txn",
+                invoked,
+                call,
+                list,
+                answer_within_seconds=config.request_timeout_seconds,
+            )
+
+    await _with_clients(config, "list-append", process, progress, history)
+    ended = timeline.now()
+    final = await _final_lists(config, run, keys.used)
+    return history, final, timeline.longest_gap_seconds(ended)
+
+
+async def _final_lists(config: WorkloadConfig, run: str, keys: list[str]) -> dict[str, list[Any]]:
+    """Every key's list, read in a transaction that commits (it appends to a key of
+    its own): the txn leader validates its reads, so they are the latest."""
+    final: dict[str, list[Any]] = {}
+    async with Client(config.urls[0], admin_key=config.admin_key) as client:
+        for start in range(0, len(keys), 60):
+            chunk = keys[start : start + 60]
+            ops: list[list[Any]] = [["r", k, None] for k in chunk]
+            ops.append(["append", f"final-{uuid.uuid4().hex}", 0])
+            done = await asyncio.wait_for(
+                client.mutation(TXN, {"run": run, "ops": ops}), config.request_timeout_seconds * 3
+            )
+            final.update({op[1]: list(op[2]) for op in done if op[0] == "r"})
+    return final
+
+
+async def run_bank(
+    config: WorkloadConfig, run: str, progress: Progress
+) -> tuple[History, dict[str, int], int, float]:
+    """Run the bank workload: its history, the final balances, the total that must
+    hold, and the longest unavailability in seconds."""
+    accounts = [f"a{i}" for i in range(config.accounts)]
+    total = config.accounts * config.initial_balance
+    async with Client(config.urls[0], admin_key=config.admin_key) as client:
+        await client.mutation(
+            OPEN_ACCOUNTS,
+            {"run": run, "balances": [[a, config.initial_balance] for a in accounts]},
+        )
+    history = History()
+    timeline = Timeline()
+    deadline = time.monotonic() + config.seconds
+
+    async def process(number: int, client: Client) -> None:
+        rng = random.Random(f"{config.seed}-bank-{number}")
+        while time.monotonic() < deadline:
+            if rng.random() < 0.3:
+                call = client.query(BALANCES, {"run": run})
+                await _call(
+                    history,
+                    timeline,
+                    number,
+                    "read",
+                    None,
+                    call,
+                    list,
+                    answer_within_seconds=config.request_timeout_seconds,
+                )
+                continue
+            source, target = rng.sample(accounts, 2)
+            amount = rng.randint(1, config.initial_balance // 4)
+            args = {"run": run, "source": source, "target": target, "amount": amount}
+            await _call(
+                history,
+                timeline,
+                number,
+                "transfer",
+                [source, target, amount],
+                client.mutation(TRANSFER, args),
+                _with_outcome([source, target, amount]),
+                answer_within_seconds=config.request_timeout_seconds,
+            )
+
+    await _with_clients(config, "bank", process, progress, history)
+    ended = timeline.now()
+    async with Client(config.urls[0], admin_key=config.admin_key) as client:
+        final = {str(k): int(b) for k, b in await client.query(BALANCES, {"run": run})}
+    return history, final, total, timeline.longest_gap_seconds(ended)
+
+
+def _with_outcome(invoked: list[Any]) -> Callable[[Any], list[Any]]:
+    return lambda outcome: [*invoked, outcome]
+
+
+async def _with_clients(
+    config: WorkloadConfig,
+    name: str,
+    process: Callable[[int, Client], Coroutine[Any, Any, None]],
+    progress: Progress,
+    history: History,
+) -> None:
+    clients = [
+        Client(config.urls[n % len(config.urls)], admin_key=config.admin_key)
+        for n in range(config.clients)
+    ]
+    try:
+        for client in clients:
+            await client.connect()
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(2.0)
+                progress(f"{name}: {len(history.ops) // 2} operations so far")
+
+        reporter = asyncio.create_task(report(), name=f"verify-{name}-progress")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for number, client in enumerate(clients):
+                    group.create_task(process(number, client), name=f"verify-{name}-{number}")
+        finally:
+            reporter.cancel()
+    finally:
+        for client in clients:
+            await client.close()
