@@ -21,6 +21,7 @@ from convex import ConvexClient
 
 from syncline.client import Client
 from syncline.devservers._process import pid_alive
+from syncline.verify import WorkloadConfig, verify
 from tests.cluster.conftest import BANK
 from tests.fixtures.node_driver import NodeDriver
 
@@ -388,7 +389,8 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
     ):
         assert response.status == 200 and response.content_type == "text/html"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
-    admin = Client(urls["eu-west"], admin_key=report["admin_key"])
+    report_key = report["admin_key"]
+    admin = Client(urls["eu-west"], admin_key=report_key)
     writer = Client(urls["ap-southeast"])
     await admin.connect()
     await writer.connect()
@@ -423,3 +425,17 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
     finally:
         await writer.close()
         await admin.close()
+
+    # `syncline verify` across the three regions at once: clients in every region,
+    # no anomaly, every acknowledged write in the final reads.
+    verified = await verify(
+        WorkloadConfig(
+            urls=tuple(urls[r] for r in regions),
+            admin_key=report_key,
+            seconds=3.0,
+            clients=6,
+            seed=5,
+        )
+    )
+    assert verified.valid, verified.text()
+    assert all(w.outcomes["ok"] > 20 for w in verified.workloads), verified.text()
