@@ -62,6 +62,9 @@ async def test_a_healthy_server_shows_no_anomaly(healthy: EmbeddedServer, tmp_pa
     appends, bank = by_name["list-append"], by_name["bank"]
     assert appends.outcomes["ok"] > 100 and bank.details["transfers_ok"] > 50
     assert appends.details["reads_checked"] > 50 and bank.details["reads_checked"] > 10
+    watched = by_name["subscriptions"]
+    assert watched.details["subscribers"] == 2 and watched.details["updates"] > 10
+    assert watched.details["convergence_seconds"] is not None
     # The history written for elle-cli says the same when checked again.
     again = check_list_append(History.read_elle(history_path), model=Model.STRICT_SERIALIZABLE)
     assert again.anomalies == [] and again.txns == appends.operations
@@ -120,7 +123,7 @@ async def test_the_command_reports_json_and_says_what_is_wrong(
     assert "seed 11" in err and "list-append: 3 clients for 2 s" in err
     report = json.loads(out)
     assert report["valid"] is True and report["seed"] == 11
-    assert [w["workload"] for w in report["workloads"]] == ["list-append", "bank"]
+    assert [w["workload"] for w in report["workloads"]] == ["list-append", "bank", "subscriptions"]
 
     code, _, err = await _syncline("verify", "--url", dev_server.url)
     assert code == 2 and "needs --admin-key" in err

@@ -10,9 +10,15 @@ from typing import Any
 from syncline.verify._bank import check_bank
 from syncline.verify._history import count_by_type
 from syncline.verify._list_append import Anomaly, Model, check_list_append
-from syncline.verify._workloads import Progress, WorkloadConfig, run_bank, run_list_append
+from syncline.verify._workloads import (
+    Progress,
+    WorkloadConfig,
+    run_bank,
+    run_list_append,
+    run_subscriptions,
+)
 
-WORKLOADS = ("list-append", "bank")
+WORKLOADS = ("list-append", "bank", "subscriptions")
 
 
 @dataclass
@@ -100,6 +106,7 @@ async def verify(
     reports: list[WorkloadReport] = []
     for name in workloads:
         progress(f"{name}: {config.clients} clients for {config.seconds:g} s (run {run})")
+        details: dict[str, Any]
         if name == "list-append":
             history, final, gap = await run_list_append(config, run, progress)
             if history_path is not None:
@@ -112,6 +119,18 @@ async def verify(
             bank = check_bank(history, total=total, final_balances=balances)
             details = {"reads_checked": bank.reads_checked, "transfers_ok": bank.transfers_ok}
             anomalies = bank.anomalies
+        elif name == "subscriptions":
+            watched = await run_subscriptions(config, run, progress)
+            history, gap = watched.history, watched.longest_gap_seconds
+            appends = check_list_append(history, model=model, final_reads=watched.final)
+            anomalies = [*watched.anomalies, *appends.anomalies]
+            details = {
+                "subscribers": watched.subscribers,
+                "updates": watched.updates,
+                "convergence_seconds": None
+                if watched.convergence_seconds is None
+                else round(watched.convergence_seconds, 3),
+            }
         else:
             raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
         completions = count_by_type(history.ops)

@@ -10,16 +10,18 @@ committed). Reads are queries: one snapshot each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from syncline.client import Client, ClientError, FunctionError
 from syncline.verify._history import History, OpType
+from syncline.verify._list_append import Anomaly
 
 TXN = "_system/verify:txn"
 READ = "_system/verify:read"
@@ -28,6 +30,8 @@ TRANSFER = "_system/verify:transfer"
 BALANCES = "_system/verify:balances"
 
 Progress = Callable[[str], None]
+CONVERGENCE_SECONDS = 30.0
+"""How long subscribers have, after the last write, to show the final state."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,146 @@ async def run_bank(
     async with Client(config.urls[0], admin_key=config.admin_key) as client:
         final = {str(k): int(b) for k, b in await client.query(BALANCES, {"run": run})}
     return history, final, total, timeline.longest_gap_seconds(ended)
+
+
+class SubscriptionTracker:
+    """What each subscriber last showed, checked as results arrive: a key's list may
+    only grow from what the subscriber showed before (never an older or a
+    different history)."""
+
+    def __init__(self, subscribers: int, keys: list[str]) -> None:
+        self.keys = keys
+        self.latest: list[dict[str, list[Any]]] = [{} for _ in range(subscribers)]
+        self.anomalies: list[Anomaly] = []
+        self.updates = 0
+
+    def observe(self, subscriber: int, result: list[list[Any]]) -> None:
+        """A result of ``_system/verify:read`` reached ``subscriber``."""
+        self.updates += 1
+        seen = {op[1]: list(op[2]) for op in result}
+        for key, now in seen.items():
+            before = self.latest[subscriber].get(key, [])
+            if now[: len(before)] != before:
+                self.anomalies.append(
+                    Anomaly(
+                        "subscription-went-back",
+                        f"subscriber {subscriber} saw key {key!r} go from {before!r} to "
+                        f"{now!r}: a result older than, or different from, one it had",
+                    )
+                )
+        self.latest[subscriber] = seen
+
+    def behind(self, final: dict[str, list[Any]]) -> list[int]:
+        """The subscribers not showing ``final``."""
+        wanted = {k: final.get(k, []) for k in self.keys}
+        return [
+            n
+            for n, seen in enumerate(self.latest)
+            if {k: seen.get(k, []) for k in self.keys} != wanted
+        ]
+
+
+@dataclass
+class SubscriptionRun:
+    """What the subscription workload saw."""
+
+    history: History
+    """The writers' appends (a list-append history)."""
+    final: dict[str, list[Any]]
+    anomalies: list[Anomaly]
+    subscribers: int
+    updates: int
+    """Results the subscribers received."""
+    convergence_seconds: float | None
+    """From the last write's answer to every subscriber showing the final lists
+    (None: some never did)."""
+    longest_gap_seconds: float
+
+
+async def run_subscriptions(
+    config: WorkloadConfig, run: str, progress: Progress
+) -> SubscriptionRun:
+    """Writers append to a few keys while subscribers in every region watch them all.
+    Each subscriber's lists may only grow (a result never goes back to an older
+    version, nor shows a different history), and once writing stops every
+    subscriber must come to show exactly the final lists."""
+    keys = [f"s{i}" for i in range(4)]
+    history = History()
+    timeline = Timeline()
+    values = itertools.count(1)
+    deadline = time.monotonic() + config.seconds
+    watchers = [Client(url, admin_key=config.admin_key) for url in config.urls for _ in range(2)]
+    tracker = SubscriptionTracker(len(watchers), keys)
+    changed = asyncio.Event()
+
+    async def watch(number: int, client: Client) -> None:
+        async for result in client.subscribe(READ, {"run": run, "keys": keys}):
+            tracker.observe(number, result)
+            changed.set()
+
+    async def write(number: int, client: Client) -> None:
+        rng = random.Random(f"{config.seed}-subscriptions-{number}")
+        while time.monotonic() < deadline:
+            ops = [["append", rng.choice(keys), next(values)]]
+            await _call(
+                history,
+                timeline,
+                number,
+                "txn",
+                ops,
+                client.mutation(TXN, {"run": run, "ops": ops}),
+                list,
+                answer_within_seconds=config.request_timeout_seconds,
+            )
+
+    watch_tasks = []
+    try:
+        for number, client in enumerate(watchers):
+            await client.connect()
+            watch_tasks.append(
+                asyncio.create_task(watch(number, client), name=f"verify-watch-{number}")
+            )
+        await _with_clients(
+            replace(config, clients=max(1, config.clients // 2)),
+            "subscriptions",
+            write,
+            progress,
+            history,
+        )
+        writes_done = time.monotonic()
+        ended = timeline.now()
+        final = await _final_lists(config, run, keys)
+        converged_at: float | None = None
+        convergence_deadline = writes_done + CONVERGENCE_SECONDS
+        while time.monotonic() < convergence_deadline:
+            if not tracker.behind(final):
+                converged_at = time.monotonic()
+                break
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), 0.1)
+        if converged_at is None:
+            tracker.anomalies.append(
+                Anomaly(
+                    "not-converged",
+                    f"subscribers {tracker.behind(final)} did not show the final lists "
+                    f"within {CONVERGENCE_SECONDS:g} s of the last write",
+                )
+            )
+    finally:
+        for task in watch_tasks:
+            task.cancel()
+        for client in watchers:
+            await client.close()
+    return SubscriptionRun(
+        history,
+        final,
+        tracker.anomalies,
+        len(watchers),
+        tracker.updates,
+        None if converged_at is None else max(0.0, converged_at - writes_done),
+        timeline.longest_gap_seconds(ended),
+    )
 
 
 def _with_outcome(invoked: list[Any]) -> Callable[[Any], list[Any]]:
