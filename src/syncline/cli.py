@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--workload",
-        default="list-append,bank,subscriptions",
-        help="comma-separated: list-append, bank, subscriptions (default all)",
+        default="list-append,bank,subscriptions,scheduled",
+        help="comma-separated: list-append, bank, subscriptions, scheduled (default all)",
     )
     check.add_argument("--seconds", type=float, default=10.0, help="per workload (default 10)")
     check.add_argument("--clients", type=int, default=6, help="concurrent clients (default 6)")

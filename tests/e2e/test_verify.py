@@ -65,6 +65,9 @@ async def test_a_healthy_server_shows_no_anomaly(healthy: EmbeddedServer, tmp_pa
     watched = by_name["subscriptions"]
     assert watched.details["subscribers"] == 2 and watched.details["updates"] > 10
     assert watched.details["convergence_seconds"] is not None
+    scheduled = by_name["scheduled"]
+    assert sum(scheduled.details["scheduled"].values()) > 50
+    assert scheduled.details["effects"] == scheduled.details["final_states"]["success"]
     # The history written for elle-cli says the same when checked again.
     again = check_list_append(History.read_elle(history_path), model=Model.STRICT_SERIALIZABLE)
     assert again.anomalies == [] and again.txns == appends.operations
@@ -123,14 +126,19 @@ async def test_the_command_reports_json_and_says_what_is_wrong(
     assert "seed 11" in err and "list-append: 3 clients for 2 s" in err
     report = json.loads(out)
     assert report["valid"] is True and report["seed"] == 11
-    assert [w["workload"] for w in report["workloads"]] == ["list-append", "bank", "subscriptions"]
+    assert [w["workload"] for w in report["workloads"]] == [
+        "list-append",
+        "bank",
+        "subscriptions",
+        "scheduled",
+    ]
 
     code, _, err = await _syncline("verify", "--url", dev_server.url)
     assert code == 2 and "needs --admin-key" in err
     code, _, err = await _syncline(
         "verify", "--admin-key", "k", "--workload", "register", "--url", dev_server.url
     )
-    assert code == 2 and "--workload: choose from list-append, bank" in err
+    assert code == 2 and "--workload: choose from list-append, bank, subscriptions" in err
     code, _, err = await _syncline(
         "verify", "--url", dev_server.url, "--admin-key", "syncline-admin|x|00", "--seconds", "1"
     )

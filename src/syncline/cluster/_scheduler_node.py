@@ -25,6 +25,7 @@ import grpc
 from aiohttp import web
 
 from syncline._errors import ConfigError, SynclineError
+from syncline.admin import SYSTEM_FUNCTIONS
 from syncline.app import load_app
 from syncline.cluster import _tls as tls
 from syncline.cluster._deployments import ClusterDeployments
@@ -34,7 +35,7 @@ from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.functions import install_print_capture
 from syncline.presence import PresenceHub, redis_presence
 from syncline.ratelimit import RedisRateLimiter
-from syncline.runtime import FunctionRunner
+from syncline.runtime import FunctionRunner, SystemServices
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.storage import CommitNotifier, Storage
 from syncline.telemetry import observe_gauge
@@ -131,6 +132,8 @@ class SchedulerNode:
             self._deployments,
             presence=self._presence,
             rate_limiter=self._limiter,
+            # Jobs the system functions scheduled (the verification app's) run here.
+            system=SystemServices(SYSTEM_FUNCTIONS, "cluster"),
         )
         observe_gauge(
             "syncline.election.leader",

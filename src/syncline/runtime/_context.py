@@ -114,8 +114,12 @@ class ActionCtx:
         scheduler: ActionScheduler,
         parent_job_id: str | None,
         rate_limiter: FunctionRateLimiter,
+        *,
+        trusted: bool = False,
     ) -> None:
+        """``trusted``: the action is Syncline's own, so it may call system functions."""
         self.auth = Auth(identity)
+        self._trusted = trusted
         self.scheduler = scheduler
         self.rate_limiter = rate_limiter
         self._runner = runner
@@ -129,7 +133,11 @@ class ActionCtx:
 
     async def run_mutation(self, ref: object, args: dict[str, Any] | None = None) -> Any:
         result = await self._runner.run_mutation_internal(
-            ref, args or {}, self._identity, parent_job_id=self._parent_job_id
+            ref,
+            args or {},
+            self._identity,
+            parent_job_id=self._parent_job_id,
+            trusted=self._trusted,
         )
         return result.value
 
@@ -140,6 +148,7 @@ class ActionCtx:
             self._identity,
             depth=self._depth + 1,
             parent_job_id=self._parent_job_id,
+            trusted=self._trusted,
         )
         return result.value
 

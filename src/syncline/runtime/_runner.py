@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,12 +219,22 @@ class FunctionRunner:
     # -- lookup --------------------------------------------------------------
 
     def resolve(
-        self, ref: object, kind: FunctionKind, identity: Identity, *, from_function: bool
+        self,
+        ref: object,
+        kind: FunctionKind,
+        identity: Identity,
+        *,
+        from_function: bool,
+        trusted: bool = False,
     ) -> tuple[Deployment, FunctionSpec]:
+        """``trusted``: Syncline itself calls (a scheduled job, or a system function
+        calling another), so system functions are allowed."""
         deployment = self._deployments.current
         path = resolve_reference(ref)
         spec = self._lookup(deployment, path)
-        allowed = spec is not None and self._may_call(spec, identity, from_function=from_function)
+        allowed = spec is not None and (
+            trusted or self._may_call(spec, identity, from_function=from_function)
+        )
         if spec is None or not allowed:
             # Internal functions look exactly like missing ones to clients.
             raise FunctionNotFoundError(f"Could not find public function for '{path}'")
@@ -247,6 +257,10 @@ class FunctionRunner:
             raise FunctionNotFoundError(f"Could not find public function for '{path}'")
         return spec.kind
 
+    def function_spec(self, path: str) -> FunctionSpec | None:
+        """The live function at ``path`` (a system function's too), if there is one."""
+        return self._lookup(self._deployments.current, path)
+
     def _lookup(self, deployment: Deployment, path: str) -> FunctionSpec | None:
         if is_system_path(path):
             return self.system.functions.get(path) if self.system is not None else None
@@ -262,6 +276,13 @@ class FunctionRunner:
             or spec.visibility is Visibility.PUBLIC
             or _admin_may_call(identity, spec.kind)
         )
+
+    def _schedulable(self, deployment: Deployment, path: str) -> Mapping[str, FunctionSpec]:
+        """What a function at ``path`` may schedule: the app's functions, and a system
+        function also Syncline's own."""
+        if self.system is not None and is_system_path(path):
+            return {**deployment.app.functions, **self.system.functions}
+        return deployment.app.functions
 
     def _lines_for(self, identity: Identity, lines: list[str]) -> list[str]:
         """The log lines ``identity`` may see in its response."""
@@ -424,6 +445,7 @@ class FunctionRunner:
         from_function: bool = False,
         parent_job_id: str | None = None,
         session_id: str | None = None,
+        trusted: bool = False,
     ) -> MutationResult:
         """``fresh_key``: the caller knows ``idempotency_key`` was never sent before
         (a request id above every earlier one, on a session's first connection), so
@@ -434,7 +456,7 @@ class FunctionRunner:
         """
         with recorded_call("mutation", record=not from_function) as call:
             deployment, spec = self.resolve(
-                ref, FunctionKind.MUTATION, identity, from_function=from_function
+                ref, FunctionKind.MUTATION, identity, from_function=from_function, trusted=trusted
             )
             call["syncline.function.path"] = str(spec.path)
             if idempotency_key is not None and not fresh_key:
@@ -531,7 +553,7 @@ class FunctionRunner:
         )
         scheduler = MutationScheduler(
             tx,
-            deployment.app.functions,
+            self._schedulable(deployment, path),
             now_ms=self._clock_ms,
             limits=self._config.jobs,
             parent_job_id=parent_job_id,
@@ -649,10 +671,16 @@ class FunctionRunner:
         return MutationResult(value, outcome.ts, [], outcome.deduplicated)
 
     async def run_mutation_internal(
-        self, ref: object, args: Any, identity: Identity, *, parent_job_id: str | None = None
+        self,
+        ref: object,
+        args: Any,
+        identity: Identity,
+        *,
+        parent_job_id: str | None = None,
+        trusted: bool = False,
     ) -> MutationResult:
         return await self.run_mutation(
-            ref, args, identity, from_function=True, parent_job_id=parent_job_id
+            ref, args, identity, from_function=True, parent_job_id=parent_job_id, trusted=trusted
         )
 
     # -- actions -------------------------------------------------------------
@@ -666,11 +694,12 @@ class FunctionRunner:
         from_function: bool = False,
         depth: int = 0,
         parent_job_id: str | None = None,
+        trusted: bool = False,
     ) -> ActionResult:
         """``parent_job_id``: the scheduled job this action runs for (or runs within)."""
         with recorded_call("action", record=not from_function) as call:
             deployment, spec = self.resolve(
-                ref, FunctionKind.ACTION, identity, from_function=from_function
+                ref, FunctionKind.ACTION, identity, from_function=from_function, trusted=trusted
             )
             call["syncline.function.path"] = str(spec.path)
             if depth > MAX_ACTION_DEPTH:
@@ -690,6 +719,8 @@ class FunctionRunner:
                 scheduler,
                 parent_job_id,
                 FunctionRateLimiter(self._rate_limiter),
+                # A system action may call system functions; an app's may not.
+                trusted=is_system_path(spec.path),
             )
             lines: list[str] = []
             try:
@@ -719,7 +750,14 @@ class FunctionRunner:
         *,
         depth: int,
         parent_job_id: str | None = None,
+        trusted: bool = False,
     ) -> ActionResult:
         return await self.run_action(
-            ref, args, identity, from_function=True, depth=depth, parent_job_id=parent_job_id
+            ref,
+            args,
+            identity,
+            from_function=True,
+            depth=depth,
+            parent_job_id=parent_job_id,
+            trusted=trusted,
         )

@@ -10,6 +10,7 @@ they go through the same runner, OCC and commit path as an app's.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -138,6 +139,60 @@ async def balances(ctx: SystemQueryCtx, run: str) -> list[list[Any]]:
     return [[doc["key"], doc["balance"]] for doc in await rows.take(MAX_KEYS)]
 
 
+# -- scheduled effects -------------------------------------------------------------
+
+EFFECT_SHARDS = 16
+"""Effects append their tokens to this many lists (one list would make every
+effect conflict with every other)."""
+
+
+def effects_key(token: str) -> str:
+    """The list a token's effect appends to."""
+    return f"effects-{zlib.crc32(token.encode()) % EFFECT_SHARDS}"
+
+
+@_spec(
+    FunctionKind.MUTATION,
+    {"run": _RUN, "tokens": v.array(v.string()), "kind": v.string(), "delay_ms": v.float64()},
+)
+async def schedule(
+    ctx: SystemMutationCtx, run: str, tokens: list[str], kind: str, delay_ms: float
+) -> list[str]:
+    """Schedule one effect per token, as a mutation (``kind`` "mutation") or an
+    action that runs the mutation; the jobs' ids, in order."""
+    if kind not in ("mutation", "action"):
+        raise ValidationError(f"kind must be 'mutation' or 'action', got {kind!r}")
+    target = f"{SYSTEM_PREFIX}verify:{'effect' if kind == 'mutation' else 'effect_action'}"
+    return [
+        await ctx.scheduler.run_after(delay_ms / 1000.0, target, {"run": run, "token": token})
+        for token in tokens
+    ]
+
+
+@_spec(FunctionKind.MUTATION, {"run": _RUN, "token": v.string()})
+async def effect(ctx: SystemMutationCtx, run: str, token: str) -> None:
+    """The effect: the token appended to the run's effects list."""
+    await txn.handler(ctx, run=run, ops=[["append", effects_key(token), token]])
+
+
+@_spec(FunctionKind.ACTION, {"run": _RUN, "token": v.string()})
+async def effect_action(ctx: Any, run: str, token: str) -> None:
+    """An action whose one effect is the mutation above."""
+    await ctx.run_mutation(f"{SYSTEM_PREFIX}verify:effect", {"run": run, "token": token})
+
+
+@_spec(FunctionKind.QUERY, {"ids": v.array(v.string())})
+async def job_states(ctx: SystemQueryCtx, ids: list[str]) -> list[str | None]:
+    """Each job's state (``pending``, ``success`` ...; None if it is gone)."""
+    if len(ids) > MAX_KEYS:
+        raise ValidationError(f"ask for at most {MAX_KEYS} jobs at once, got {len(ids)}")
+    states = []
+    for job_id in ids:
+        job = await ctx.db.system.get(job_id)
+        states.append(None if job is None else str(job["state"]["kind"]))
+    return states
+
+
 def _registry() -> dict[str, FunctionSpec]:
     named = {
         "verify:txn": txn,
@@ -145,6 +200,10 @@ def _registry() -> dict[str, FunctionSpec]:
         "verify:open_accounts": open_accounts,
         "verify:transfer": transfer,
         "verify:balances": balances,
+        "verify:schedule": schedule,
+        "verify:effect": effect,
+        "verify:effect_action": effect_action,
+        "verify:job_states": job_states,
     }
     for path, spec in named.items():
         spec.path = SYSTEM_PREFIX + path

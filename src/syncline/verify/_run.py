@@ -9,16 +9,18 @@ from typing import Any
 
 from syncline.verify._bank import check_bank
 from syncline.verify._history import count_by_type
+from syncline.verify._ledger import check_ledger
 from syncline.verify._list_append import Anomaly, Model, check_list_append
 from syncline.verify._workloads import (
     Progress,
     WorkloadConfig,
     run_bank,
+    run_ledger,
     run_list_append,
     run_subscriptions,
 )
 
-WORKLOADS = ("list-append", "bank", "subscriptions")
+WORKLOADS = ("list-append", "bank", "subscriptions", "scheduled")
 
 
 @dataclass
@@ -130,6 +132,16 @@ async def verify(
                 "convergence_seconds": None
                 if watched.convergence_seconds is None
                 else round(watched.convergence_seconds, 3),
+            }
+        elif name == "scheduled":
+            ledger = await run_ledger(config, run, progress)
+            history, gap = ledger.history, ledger.longest_gap_seconds
+            checked = check_ledger(ledger.jobs, ledger.states, ledger.effects)
+            anomalies = checked.anomalies
+            details = {
+                "scheduled": checked.scheduled,
+                "final_states": checked.states,
+                "effects": checked.effects,
             }
         else:
             raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from syncline.client import Client, ClientError, FunctionError
+from syncline.verify._functions import effects_key
 from syncline.verify._history import History, OpType
 from syncline.verify._list_append import Anomaly
 
@@ -380,6 +381,82 @@ async def run_subscriptions(
         None if converged_at is None else max(0.0, converged_at - writes_done),
         timeline.longest_gap_seconds(ended),
     )
+
+
+SCHEDULE = "_system/verify:schedule"
+JOB_STATES = "_system/verify:job_states"
+JOBS_SETTLE_SECONDS = 60.0
+"""How long scheduled jobs have, after the last was scheduled, to finish."""
+UNFINISHED = ("pending", "inProgress")
+
+
+@dataclass
+class LedgerRun:
+    """What the scheduled-effect workload scheduled and what took effect."""
+
+    history: History
+    jobs: dict[str, tuple[str, str | None, OpType]]
+    """Token -> (kind, job id, how scheduling it ended)."""
+    states: dict[str, str | None]
+    """Job id -> its final state."""
+    effects: list[Any]
+    longest_gap_seconds: float
+
+
+async def run_ledger(config: WorkloadConfig, run: str, progress: Progress) -> LedgerRun:
+    """Clients schedule mutations and actions whose one effect appends a token to a
+    list; once every job has finished, each token's effect must be there once for
+    a mutation that succeeded, at most once for any action, never for a job that
+    was not scheduled."""
+    history = History()
+    timeline = Timeline()
+    jobs: dict[str, tuple[str, str | None, OpType]] = {}
+    tokens = itertools.count()
+    deadline = time.monotonic() + config.seconds
+
+    async def process(number: int, client: Client) -> None:
+        rng = random.Random(f"{config.seed}-ledger-{number}")
+        while time.monotonic() < deadline:
+            kind = rng.choice(("mutation", "action"))
+            batch = [f"t{next(tokens)}" for _ in range(3)]
+            args = {"run": run, "tokens": batch, "kind": kind, "delay_ms": rng.uniform(0, 300)}
+            await _call(
+                history,
+                timeline,
+                number,
+                "schedule",
+                [kind, batch],
+                client.mutation(SCHEDULE, args),
+                _with_outcome([kind, batch]),
+                answer_within_seconds=config.request_timeout_seconds,
+            )
+            outcome = history.ops[-1]
+            ids = outcome.value[2] if outcome.type is OpType.OK else [None] * len(batch)
+            for token, job_id in zip(batch, ids, strict=True):
+                jobs[token] = (kind, job_id, outcome.type)
+
+    await _with_clients(config, "scheduled effects", process, progress, history)
+    ended = timeline.now()
+    states = await _settled_states(config, [j for _, j, _ in jobs.values() if j is not None])
+    shards = sorted({effects_key(token) for token in jobs})
+    final = await _final_lists(config, run, shards)
+    effects = [token for shard in shards for token in final.get(shard, [])]
+    return LedgerRun(history, jobs, states, effects, timeline.longest_gap_seconds(ended))
+
+
+async def _settled_states(config: WorkloadConfig, ids: list[str]) -> dict[str, str | None]:
+    """Each job's state once none is pending or running (or the wait is over)."""
+    states: dict[str, str | None] = {}
+    give_up = time.monotonic() + JOBS_SETTLE_SECONDS
+    async with Client(config.urls[0], admin_key=config.admin_key) as client:
+        while True:
+            for start in range(0, len(ids), 200):
+                chunk = ids[start : start + 200]
+                found = await client.query(JOB_STATES, {"ids": chunk})
+                states.update(zip(chunk, found, strict=True))
+            if time.monotonic() > give_up or not any(s in UNFINISHED for s in states.values()):
+                return states
+            await asyncio.sleep(0.25)
 
 
 def _with_outcome(invoked: list[Any]) -> Callable[[Any], list[Any]]:
