@@ -127,7 +127,7 @@ APP_FILES = {
     "ops.py": """
         import logging
 
-        from syncline import internal, mutation, query, v
+        from syncline import action, internal, mutation, query, v
 
         log = logging.getLogger(__name__)
 
@@ -151,6 +151,16 @@ APP_FILES = {
         @query(args={"room": v.string()})
         async def peek_room(ctx, room):
             return await ctx.presence.messages(room)
+
+
+        @mutation
+        async def schedule_system(ctx):
+            return await ctx.scheduler.run_after(0, "_system/verify:effect", {"run": "x", "token": "t"})
+
+
+        @action
+        async def call_system(ctx):
+            return await ctx.run_query("_system/deployment:describe")
     """,
     "whoami.py": """
         from syncline import query

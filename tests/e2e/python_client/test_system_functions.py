@@ -226,3 +226,11 @@ async def test_deployed_versions_are_listed_newest_first_and_outlive_a_restart(
         await again.close()
     assert [v["version"] for v in third["versions"]] == [3, 2, 1]
     assert third["versions"][0]["digest"] == newest["digest"]
+
+
+async def test_app_functions_cannot_reach_system_functions(admin: Client) -> None:
+    # Not by scheduling them, nor by calling them from an action, even for an admin.
+    with pytest.raises(FunctionError, match="no function '_system/verify:effect'"):
+        await admin.mutation("ops:schedule_system")
+    with pytest.raises(FunctionError, match="Could not find public function"):
+        await admin.action("ops:call_system")
