@@ -12,7 +12,11 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.infra"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.infra",
+    "tests.fixtures.local_cluster",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -115,6 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", type=Path, help="write the list-append history here (elle-cli's JSON)"
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--cluster",
+        type=Path,
+        help="a local cluster's data directory (`syncline cluster up`): its gateways and "
+        "admin key are the defaults, and --faults are injected into it",
+    )
+    check.add_argument(
+        "--faults",
+        help="comma-separated faults to inject in turn while each workload runs, or 'all' "
+        "(kill-ROLE, stop-ROLE for txn/sync/gateway/scheduler, restart-postgres, "
+        "restart-redis, partition-REGION); needs --cluster",
+    )
+    check.add_argument(
+        "--fault-seconds", type=float, default=3.0, help="how long each fault lasts (default 3)"
+    )
 
     key = commands.add_parser("admin-key", help="print an admin key for a data directory")
     key.add_argument("--data", type=Path, required=True, help="the deployment's data directory")
@@ -160,6 +175,20 @@ def _verify(args: argparse.Namespace) -> int:
 
     from syncline.verify import WORKLOADS, Model, WorkloadConfig, verify
 
+    cluster = None
+    if args.cluster is not None:
+        from syncline.cluster._local_cluster import LocalCluster
+
+        try:
+            cluster = LocalCluster.open(args.cluster)
+        except SynclineError as exc:
+            print(f"syncline verify: {exc.message}", file=sys.stderr)
+            return 2
+        args.admin_key = args.admin_key or cluster.admin_key()
+        args.url = args.url or list(cluster.gateway_urls.values())
+    elif args.faults:
+        print("--faults needs --cluster (a local cluster's data directory)", file=sys.stderr)
+        return 2
     if not args.admin_key:
         print("syncline verify needs --admin-key (or SYNCLINE_ADMIN_KEY)", file=sys.stderr)
         return 2
@@ -179,6 +208,22 @@ def _verify(args: argparse.Namespace) -> int:
         clients=args.clients,
         seed=seed,
     )
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    nemesis = None
+    if cluster is not None and args.faults:
+        from syncline.cluster._nemesis import Nemesis, parse_faults
+
+        try:
+            faults = parse_faults(cluster, args.faults)
+        except SynclineError as exc:
+            print(f"--faults: {exc.message}", file=sys.stderr)
+            return 2
+        nemesis = Nemesis(
+            cluster, faults, duration_seconds=args.fault_seconds, seed=seed, progress=progress
+        )
     print(f"seed {seed} (run again with --seed {seed})", file=sys.stderr)
     try:
         report = asyncio.run(
@@ -187,7 +232,8 @@ def _verify(args: argparse.Namespace) -> int:
                 workloads=workloads,
                 model=Model(args.model),
                 history_path=args.history,
-                progress=lambda message: print(message, file=sys.stderr),
+                faults=nemesis,
+                progress=progress,
             )
         )
     except SynclineError as exc:

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
-import signal
 import sys
-import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,48 +18,10 @@ from syncline.client import Client
 from syncline.devservers._process import pid_alive
 from syncline.verify import WorkloadConfig, verify
 from tests.cluster.conftest import BANK
+from tests.fixtures.local_cluster import status, syncline
 from tests.fixtures.node_driver import NodeDriver
 
 pytestmark = pytest.mark.cluster
-
-
-async def syncline(*args: str, timeout: float = 120.0) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncline",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-async def status(data: Path) -> dict[str, Any]:
-    code, out, err = await syncline("cluster", "status", "--data", str(data), "--json")
-    assert code == 0, err
-    report: dict[str, Any] = json.loads(out)
-    return report
-
-
-@pytest.fixture
-async def data_dir() -> AsyncIterator[Path]:
-    """A data directory PostgreSQL (run as its own user under root) can enter; whatever
-    the test left running is stopped by pid at the end."""
-    base = Path(tempfile.mkdtemp(prefix="syncline-cluster-"))
-    base.chmod(0o755)
-    data = base / "cluster"
-    try:
-        yield data
-    finally:
-        if (data / "cluster.json").exists():
-            await syncline("cluster", "down", "--data", str(data))
-            for process in (await status(data))["processes"]:
-                if process["pid"] is not None:
-                    os.kill(process["pid"], signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "syncline"

@@ -2,6 +2,7 @@
 that find anomalies in the histories they record."""
 
 from syncline.verify._bank import BankResult, check_bank
+from syncline.verify._faults import FaultInjector, FaultWindow, describe_windows
 from syncline.verify._history import History, Op, OpType, Txn
 from syncline.verify._list_append import Anomaly, ListAppendResult, Model, check_list_append
 from syncline.verify._run import WORKLOADS, VerifyReport, WorkloadReport, verify
@@ -11,6 +12,8 @@ __all__ = [
     "WORKLOADS",
     "Anomaly",
     "BankResult",
+    "FaultInjector",
+    "FaultWindow",
     "History",
     "ListAppendResult",
     "Model",
@@ -22,5 +25,6 @@ __all__ = [
     "WorkloadReport",
     "check_bank",
     "check_list_append",
+    "describe_windows",
     "verify",
 ]

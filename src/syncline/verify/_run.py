@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from syncline.verify._bank import check_bank
+from syncline.verify._faults import FaultInjector, describe_windows
 from syncline.verify._history import count_by_type
 from syncline.verify._ledger import check_ledger
 from syncline.verify._list_append import Anomaly, Model, check_list_append
 from syncline.verify._workloads import (
     Progress,
+    Timeline,
     WorkloadConfig,
     run_bank,
     run_ledger,
@@ -32,6 +36,7 @@ class WorkloadReport:
     anomalies: list[Anomaly]
     longest_unavailability_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    timeline: Timeline = field(default_factory=Timeline, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +86,13 @@ class VerifyReport:
                 f"{w.longest_unavailability_seconds:>10.2f} s"
             )
         for w in self.workloads:
+            for fault in w.details.get("faults", []):
+                lines.append(
+                    f"  {w.name}: {fault['fault']} on {fault['target']}: held "
+                    f"{fault['held_seconds']:g} s, serving {fault['recovery_seconds']:g} s after "
+                    f"the heal, clients waited at most {fault['longest_unavailability_seconds']:g} s"
+                )
+        for w in self.workloads:
             for anomaly in w.anomalies[:20]:
                 lines.append("")
                 lines.append(f"{w.name}: {anomaly.kind}: {anomaly.explanation}")
@@ -101,52 +113,85 @@ async def verify(
     workloads: tuple[str, ...] = WORKLOADS,
     model: Model = Model.STRONG_SESSION_SERIALIZABLE,
     history_path: Path | None = None,
+    faults: FaultInjector | None = None,
     progress: Progress = lambda message: None,
 ) -> VerifyReport:
-    """Run each workload in turn against ``config.urls`` and check what it recorded."""
+    """Run each workload in turn against ``config.urls`` (with ``faults`` injected
+    while its clients run) and check what it recorded."""
     run = uuid.uuid4().hex[:12]
     reports: list[WorkloadReport] = []
     for name in workloads:
-        progress(f"{name}: {config.clients} clients for {config.seconds:g} s (run {run})")
-        details: dict[str, Any]
-        if name == "list-append":
-            history, final, gap = await run_list_append(config, run, progress)
-            if history_path is not None:
-                history.write_elle(history_path)
-            result = check_list_append(history, model=model, final_reads=final)
-            details = {"keys": result.keys, "reads_checked": result.reads_checked}
-            anomalies = result.anomalies
-        elif name == "bank":
-            history, balances, total, gap = await run_bank(config, run, progress)
-            bank = check_bank(history, total=total, final_balances=balances)
-            details = {"reads_checked": bank.reads_checked, "transfers_ok": bank.transfers_ok}
-            anomalies = bank.anomalies
-        elif name == "subscriptions":
-            watched = await run_subscriptions(config, run, progress)
-            history, gap = watched.history, watched.longest_gap_seconds
-            appends = check_list_append(history, model=model, final_reads=watched.final)
-            anomalies = [*watched.anomalies, *appends.anomalies]
-            details = {
-                "subscribers": watched.subscribers,
-                "updates": watched.updates,
-                "convergence_seconds": None
-                if watched.convergence_seconds is None
-                else round(watched.convergence_seconds, 3),
-            }
-        elif name == "scheduled":
-            ledger = await run_ledger(config, run, progress)
-            history, gap = ledger.history, ledger.longest_gap_seconds
-            checked = check_ledger(ledger.jobs, ledger.states, ledger.effects)
-            anomalies = checked.anomalies
-            details = {
-                "scheduled": checked.scheduled,
-                "final_states": checked.states,
-                "effects": checked.effects,
-            }
-        else:
+        if name not in WORKLOADS:
             raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
-        completions = count_by_type(history.ops)
-        reports.append(
-            WorkloadReport(name, sum(completions.values()), completions, anomalies, gap, details)
-        )
+        progress(f"{name}: {config.clients} clients for {config.seconds:g} s (run {run})")
+        stop = asyncio.Event()
+        nemesis = None
+        if faults is not None:
+            nemesis = asyncio.create_task(faults.run(stop), name=f"verify-{name}-faults")
+            asyncio.get_running_loop().call_later(config.seconds, stop.set)
+        try:
+            report = await _one_workload(name, config, run, model, history_path, progress)
+        finally:
+            stop.set()
+            windows = await nemesis if nemesis is not None else []
+        if nemesis is not None:
+            report.details["faults"] = describe_windows(
+                windows, report.timeline.absolute_marks(), time.monotonic_ns()
+            )
+        reports.append(report)
     return VerifyReport(run, config.seed, config.urls, model, reports)
+
+
+async def _one_workload(
+    name: str,
+    config: WorkloadConfig,
+    run: str,
+    model: Model,
+    history_path: Path | None,
+    progress: Progress,
+) -> WorkloadReport:
+    details: dict[str, Any]
+    if name == "list-append":
+        history, final, timeline = await run_list_append(config, run, progress)
+        if history_path is not None:
+            history.write_elle(history_path)
+        result = check_list_append(history, model=model, final_reads=final)
+        details = {"keys": result.keys, "reads_checked": result.reads_checked}
+        anomalies = result.anomalies
+    elif name == "bank":
+        history, balances, total, timeline = await run_bank(config, run, progress)
+        bank = check_bank(history, total=total, final_balances=balances)
+        details = {"reads_checked": bank.reads_checked, "transfers_ok": bank.transfers_ok}
+        anomalies = bank.anomalies
+    elif name == "subscriptions":
+        watched = await run_subscriptions(config, run, progress)
+        history, timeline = watched.history, watched.timeline
+        appends = check_list_append(history, model=model, final_reads=watched.final)
+        anomalies = [*watched.anomalies, *appends.anomalies]
+        details = {
+            "subscribers": watched.subscribers,
+            "updates": watched.updates,
+            "convergence_seconds": None
+            if watched.convergence_seconds is None
+            else round(watched.convergence_seconds, 3),
+        }
+    else:
+        ledger = await run_ledger(config, run, progress)
+        history, timeline = ledger.history, ledger.timeline
+        checked = check_ledger(ledger.jobs, ledger.states, ledger.effects)
+        anomalies = checked.anomalies
+        details = {
+            "scheduled": checked.scheduled,
+            "final_states": checked.states,
+            "effects": checked.effects,
+        }
+    completions = count_by_type(history.ops)
+    return WorkloadReport(
+        name,
+        sum(completions.values()),
+        completions,
+        anomalies,
+        timeline.longest_gap_seconds(),
+        details,
+        timeline,
+    )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from syncline.client import Client, ClientError, FunctionError
+from syncline.verify._faults import longest_gap_ns
 from syncline.verify._functions import effects_key
 from syncline.verify._history import History, OpType
 from syncline.verify._list_append import Anomaly
@@ -62,14 +63,25 @@ class Timeline:
     longest unavailability the clients saw."""
 
     started_ns: int = field(default_factory=time.monotonic_ns)
+    """``time.monotonic_ns()`` when the workload began."""
     ok_ns: list[int] = field(default_factory=list)
+    """Since it began."""
+    ended_ns: int | None = None
+    """When its clients stopped, since it began."""
 
     def now(self) -> int:
         return time.monotonic_ns() - self.started_ns
 
-    def longest_gap_seconds(self, ended_ns: int) -> float:
-        marks = [0, *sorted(self.ok_ns), ended_ns]
-        return max((b - a for a, b in itertools.pairwise(marks)), default=0) / 1e9
+    def end(self) -> None:
+        self.ended_ns = self.now()
+
+    def absolute_marks(self) -> list[int]:
+        """The successes on ``time.monotonic_ns()``'s clock."""
+        return [self.started_ns + mark for mark in self.ok_ns]
+
+    def longest_gap_seconds(self) -> float:
+        ended = self.ended_ns if self.ended_ns is not None else self.now()
+        return longest_gap_ns(self.ok_ns, 0, ended) / 1e9
 
 
 async def _call(
@@ -137,7 +149,7 @@ def _list_append_ops(keys: _Keys, rng: random.Random, config: WorkloadConfig) ->
 
 async def run_list_append(
     config: WorkloadConfig, run: str, progress: Progress
-) -> tuple[History, dict[str, list[Any]], float]:
+) -> tuple[History, dict[str, list[Any]], Timeline]:
     """Run the list-append workload: its history, each key's final list (read by a
     committing transaction after everything else, so it is current), and the
     longest unavailability in seconds."""
@@ -169,9 +181,9 @@ async def run_list_append(
             )
 
     await _with_clients(config, "list-append", process, progress, history)
-    ended = timeline.now()
+    timeline.end()
     final = await _final_lists(config, run, keys.used)
-    return history, final, timeline.longest_gap_seconds(ended)
+    return history, final, timeline
 
 
 async def _final_lists(config: WorkloadConfig, run: str, keys: list[str]) -> dict[str, list[Any]]:
@@ -192,7 +204,7 @@ async def _final_lists(config: WorkloadConfig, run: str, keys: list[str]) -> dic
 
 async def run_bank(
     config: WorkloadConfig, run: str, progress: Progress
-) -> tuple[History, dict[str, int], int, float]:
+) -> tuple[History, dict[str, int], int, Timeline]:
     """Run the bank workload: its history, the final balances, the total that must
     hold, and the longest unavailability in seconds."""
     accounts = [f"a{i}" for i in range(config.accounts)]
@@ -237,10 +249,10 @@ async def run_bank(
             )
 
     await _with_clients(config, "bank", process, progress, history)
-    ended = timeline.now()
+    timeline.end()
     async with Client(config.urls[0], admin_key=config.admin_key) as client:
         final = {str(k): int(b) for k, b in await client.query(BALANCES, {"run": run})}
-    return history, final, total, timeline.longest_gap_seconds(ended)
+    return history, final, total, timeline
 
 
 class SubscriptionTracker:
@@ -294,7 +306,7 @@ class SubscriptionRun:
     convergence_seconds: float | None
     """From the last write's answer to every subscriber showing the final lists
     (None: some never did)."""
-    longest_gap_seconds: float
+    timeline: Timeline
 
 
 async def run_subscriptions(
@@ -348,7 +360,7 @@ async def run_subscriptions(
             history,
         )
         writes_done = time.monotonic()
-        ended = timeline.now()
+        timeline.end()
         final = await _final_lists(config, run, keys)
         converged_at: float | None = None
         convergence_deadline = writes_done + CONVERGENCE_SECONDS
@@ -379,7 +391,7 @@ async def run_subscriptions(
         len(watchers),
         tracker.updates,
         None if converged_at is None else max(0.0, converged_at - writes_done),
-        timeline.longest_gap_seconds(ended),
+        timeline,
     )
 
 
@@ -400,7 +412,7 @@ class LedgerRun:
     states: dict[str, str | None]
     """Job id -> its final state."""
     effects: list[Any]
-    longest_gap_seconds: float
+    timeline: Timeline
 
 
 async def run_ledger(config: WorkloadConfig, run: str, progress: Progress) -> LedgerRun:
@@ -436,12 +448,12 @@ async def run_ledger(config: WorkloadConfig, run: str, progress: Progress) -> Le
                 jobs[token] = (kind, job_id, outcome.type)
 
     await _with_clients(config, "scheduled effects", process, progress, history)
-    ended = timeline.now()
+    timeline.end()
     states = await _settled_states(config, [j for _, j, _ in jobs.values() if j is not None])
     shards = sorted({effects_key(token) for token in jobs})
     final = await _final_lists(config, run, shards)
     effects = [token for shard in shards for token in final.get(shard, [])]
-    return LedgerRun(history, jobs, states, effects, timeline.longest_gap_seconds(ended))
+    return LedgerRun(history, jobs, states, effects, timeline)
 
 
 async def _settled_states(config: WorkloadConfig, ids: list[str]) -> dict[str, str | None]:
