@@ -1,0 +1,39 @@
+"""How a fault's window is measured against the clients' successes."""
+
+from __future__ import annotations
+
+from syncline.verify import FaultWindow, describe_windows
+from syncline.verify._faults import longest_gap_ns
+
+S = 1_000_000_000
+
+
+def test_the_longest_gap_between_successes_within_bounds() -> None:
+    assert longest_gap_ns([2 * S, 3 * S, 7 * S], 0, 10 * S) == 4 * S
+    assert longest_gap_ns([], 5, 9) == 4
+    assert longest_gap_ns([1, 50], 10, 20) == 10  # marks outside do not count
+
+
+def test_a_fault_window_spans_its_outage() -> None:
+    window = FaultWindow(
+        "kill-txn", "txn0", started_ns=10 * S, healed_ns=13 * S, recovered_ns=14 * S
+    )
+    # Successes until 9.5 s, none during the fault, the next at 15 s.
+    marks = [8 * S, 9 * S + S // 2, 15 * S, 16 * S]
+    [described] = describe_windows([window], marks, 20 * S)
+    assert described == {
+        "fault": "kill-txn",
+        "target": "txn0",
+        "held_seconds": 3.0,
+        "recovery_seconds": 1.0,
+        "longest_unavailability_seconds": 5.5,
+    }
+
+
+def test_a_fault_clients_did_not_notice() -> None:
+    window = FaultWindow(
+        "kill-sync", "sync1", started_ns=10 * S, healed_ns=12 * S, recovered_ns=12 * S
+    )
+    marks = [i * S // 10 for i in range(90, 140)]  # a success every 100 ms throughout
+    [described] = describe_windows([window], marks, 20 * S)
+    assert described["longest_unavailability_seconds"] == 0.1
