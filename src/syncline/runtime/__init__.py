@@ -12,14 +12,14 @@ from syncline.runtime._context import (
 )
 from syncline.runtime._deployment import Deployment, DeploymentManager, DeploymentSource
 from syncline.runtime._log_feed import LOG_ROOM, LogFeed
-from syncline.runtime._runner import (
+from syncline.runtime._results import (
     ActionResult,
-    FunctionRunner,
     MutationResult,
     QueryResult,
     RunnerConfig,
     UncaughtFunctionError,
 )
+from syncline.runtime._runner import FunctionRunner
 from syncline.runtime._system import (
     HEALTH_FEED,
     SYSTEM_PREFIX,

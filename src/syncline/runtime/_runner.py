@@ -16,14 +16,12 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from syncline._errors import (
     CatalogChangedError,
     FunctionNotFoundError,
     FunctionTypeError,
-    LimitExceededError,
     OccConflictError,
     SynclineError,
     UnavailableError,
@@ -34,7 +32,6 @@ from syncline.database import (
     DatabaseWriter,
     PaginationJournal,
     Transaction,
-    TransactionLimits,
 )
 from syncline.functions import (
     FunctionKind,
@@ -46,7 +43,7 @@ from syncline.functions import (
     in_function_call,
     resolve_reference,
 )
-from syncline.jobs import ActionScheduler, JobLimits, MutationScheduler, TransactionBody
+from syncline.jobs import ActionScheduler, MutationScheduler, TransactionBody
 from syncline.presence import PresenceHub, PresenceReader, PresenceWriter, member_id_of
 from syncline.ratelimit import BucketSpec, FunctionRateLimiter, RateLimiter, check
 from syncline.runtime._context import (
@@ -58,12 +55,20 @@ from syncline.runtime._context import (
     SystemMutationCtx,
     SystemQueryCtx,
 )
+from syncline.runtime._deadline import PausableDeadline, too_long
 from syncline.runtime._deployment import Deployment, DeploymentSource
 from syncline.runtime._log_feed import LogFeed, failure_text
+from syncline.runtime._results import (
+    ActionResult,
+    MutationResult,
+    QueryResult,
+    RunnerConfig,
+    UncaughtFunctionError,
+)
 from syncline.runtime._system import SystemServices, is_system_path
 from syncline.storage import DeferredSnapshot, Snapshot, Storage
 from syncline.telemetry import current_traceparent, recorded_call
-from syncline.txn import CommitClient, CommitRequest, ReadSet
+from syncline.txn import CommitClient, CommitRequest
 from syncline.values import from_json, to_json
 
 log = logging.getLogger(__name__)
@@ -71,91 +76,9 @@ log = logging.getLogger(__name__)
 MAX_ACTION_DEPTH = 8
 
 
-class UncaughtFunctionError(SynclineError):
-    """A function raised something other than AppError: clients see no internals."""
-
-    code = "InternalError"
-
-
-@dataclass
-class QueryResult:
-    value: Any
-    ts: int
-    read_set: ReadSet
-    journal: str | None
-    log_lines: list[str]
-    read_identity: bool
-    rooms: frozenset[str] = frozenset()
-    """Presence rooms the query read: a subscription re-runs when one changes."""
-    feeds: frozenset[str] = frozenset()
-    """System feeds (the cluster's health) it read: a change to one re-runs it too."""
-
-
-@dataclass
-class MutationResult:
-    value: Any
-    ts: int
-    log_lines: list[str]
-    deduplicated: bool = False
-
-
-@dataclass
-class ActionResult:
-    value: Any
-    log_lines: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    max_occ_retries: int = 16
-    """Re-executions of a mutation that keeps conflicting before it fails."""
-    occ_backoff_seconds: float = 0.002
-    """Initial backoff between OCC retries; doubles with jitter, capped at 0.2 s."""
-    unavailable_retry_seconds: float = 30.0
-    """How long a mutation keeps retrying while storage or the txn leader is unavailable."""
-    jobs: JobLimits = field(default_factory=JobLimits)
-    """What ``ctx.scheduler`` may schedule."""
-    transaction_limits: TransactionLimits = field(default_factory=TransactionLimits)
-    """What one query or mutation may read and write."""
-    max_execution_seconds: float | None = 1.0
-    """How long a query or mutation's own code may run, waits for storage not
-    counted (None: no limit). Actions have none."""
-    client_log_lines: bool = True
-    """Whether what functions log reaches every caller as Convex ``logLines`` (a
-    development server). Off, only admin callers get them; the log tail always does."""
-
-
-class _PausableDeadline:
-    """An ``asyncio.timeout`` that stops running while paused (``IoClock``)."""
-
-    def __init__(self, deadline: asyncio.Timeout) -> None:
-        self._deadline = deadline
-        self._remaining: float | None = None
-
-    def pause(self) -> None:
-        when = self._deadline.when()
-        if when is not None:
-            self._remaining = when - asyncio.get_running_loop().time()
-            self._deadline.reschedule(None)
-
-    def resume(self) -> None:
-        if self._remaining is not None:
-            loop_now = asyncio.get_running_loop().time()
-            self._deadline.reschedule(loop_now + self._remaining)
-            self._remaining = None
-
-
 def _admin_may_call(identity: Identity, kind: FunctionKind) -> bool:
     """Internal functions: any with the ``run`` scope, queries with ``read`` too."""
     return identity.can("run") or (kind is FunctionKind.QUERY and identity.can("read"))
-
-
-def _too_long(spec: FunctionSpec, limit: float) -> LimitExceededError:
-    kind = spec.kind.value
-    return LimitExceededError(
-        f"{spec.path} ran longer than {limit:g} s, the limit for a {kind}; move slow work to "
-        "an action"
-    )
 
 
 def _feeds_of(ctx: QueryCtx) -> frozenset[str]:
@@ -321,15 +244,15 @@ class FunctionRunner:
         started = time.monotonic()
         try:
             async with asyncio.timeout(limit) as deadline:
-                tx.io_clock = _PausableDeadline(deadline)
+                tx.io_clock = PausableDeadline(deadline)
                 value = await self._call(spec, ctx, args)
         except TimeoutError:
-            raise _too_long(spec, limit) from None
+            raise too_long(spec, limit) from None
         finally:
             tx.io_clock = None
         # Code that never awaits cannot be interrupted; it still fails afterwards.
         if time.monotonic() - started - tx.io_seconds > limit:
-            raise _too_long(spec, limit)
+            raise too_long(spec, limit)
         return value
 
     async def _call(self, spec: FunctionSpec, ctx: object, args: dict[str, Any]) -> Any:
