@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import types
@@ -252,6 +253,17 @@ async def test_redis_stop_and_kill_leave_no_process(tmp_path: Path) -> None:
     assert second is not None and _gone(second)
     assert server.pid is None
     await server.stop()
+
+
+async def test_a_server_that_died_on_its_own_starts_again(tmp_path: Path) -> None:
+    server = LocalRedis(tmp_path / "redis")
+    async with server:
+        first = server.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)  # not through the object: as a crash would
+        await assert_eventually(lambda: server.pid is None, what="the crash to show")
+        await server.start()
+        assert server.pid not in (None, first)
 
 
 async def test_start_failure_reports_the_log_tail(tmp_path: Path) -> None:

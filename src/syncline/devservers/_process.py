@@ -234,6 +234,9 @@ class LocalServer(abc.ABC):
         Raises ConfigError when the server is not installed, and DevServerError (with
         the tail of the server's log) when it exits or does not answer in time.
         """
+        if self._state is ServerState.RUNNING and self.pid is None:
+            # It died on its own (a crash, or a fault injected by a test): start anew.
+            self._kill_process()
         if self._state is ServerState.RUNNING:
             raise DevServerError(f"{self._name} in {self._data_dir} is already running")
         await self._before_spawn()
