@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +134,9 @@ async def verify(
             stop.set()
             windows = await nemesis if nemesis is not None else []
         if nemesis is not None:
-            report.details["faults"] = describe_windows(
-                windows, report.timeline.absolute_marks(), time.monotonic_ns()
-            )
+            timeline = report.timeline
+            ended = timeline.started_ns + (timeline.ended_ns or timeline.now())
+            report.details["faults"] = describe_windows(windows, timeline.absolute_marks(), ended)
         reports.append(report)
     return VerifyReport(run, config.seed, config.urls, model, reports)
 
