@@ -379,6 +379,12 @@ async def test_three_regions_see_each_others_writes_and_read_their_own(
             async for entries in admin.subscribe("_system/logs:tail", {"path": "bank:shout"}):
                 if any(e["message"] == "hello from ap-southeast" for e in entries):
                     break
+        # What a scheduled function prints reaches it too, from the scheduler node.
+        await writer.mutation("jobs:schedule_shout", {"text": "hello from the scheduler"})
+        async with asyncio.timeout(30):
+            async for entries in admin.subscribe("_system/logs:tail", {"path": "bank:shout"}):
+                if any(e["message"] == "hello from the scheduler" for e in entries):
+                    break
     finally:
         await writer.close()
         await admin.close()

@@ -35,7 +35,7 @@ from syncline.cluster._service import NodeConfig, start_health_http
 from syncline.functions import install_print_capture
 from syncline.presence import PresenceHub, redis_presence
 from syncline.ratelimit import RedisRateLimiter
-from syncline.runtime import FunctionRunner, SystemServices
+from syncline.runtime import FunctionRunner, LogFeed, SystemServices
 from syncline.scheduler import JobScheduler, SchedulerConfig
 from syncline.storage import CommitNotifier, Storage
 from syncline.telemetry import observe_gauge
@@ -92,6 +92,7 @@ class SchedulerNode:
         """The running scheduler while this node leads."""
         self._runner: FunctionRunner | None = None
         self._presence: PresenceHub | None = None
+        self._log_feed: LogFeed | None = None
         self._limiter: RedisRateLimiter | None = None
         self._deployments: ClusterDeployments | None = None
         self._committer: RemoteCommitter | None = None
@@ -125,6 +126,8 @@ class SchedulerNode:
         if redis_url is not None:
             self._presence = redis_presence(redis_url, region="scheduler")
             await self._presence.start()
+            # Scheduled functions' lines and failures reach the admin log tail too.
+            self._log_feed = LogFeed(self._presence)
             self._limiter = RedisRateLimiter(redis_url)
         self._runner = FunctionRunner(
             self.storage,
@@ -134,6 +137,7 @@ class SchedulerNode:
             rate_limiter=self._limiter,
             # Jobs the system functions scheduled (the verification app's) run here.
             system=SystemServices(SYSTEM_FUNCTIONS, "cluster"),
+            log_feed=self._log_feed,
         )
         observe_gauge(
             "syncline.election.leader",
@@ -185,6 +189,8 @@ class SchedulerNode:
             await self._committer.close()
         if self._deployments is not None:
             self._deployments.close()
+        if self._log_feed is not None:
+            await self._log_feed.close()
         if self._presence is not None:
             await self._presence.close()
         if self._limiter is not None:

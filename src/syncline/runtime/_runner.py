@@ -211,11 +211,13 @@ class FunctionRunner:
         """The log lines ``identity`` may see in its response."""
         return lines if self._config.client_log_lines or identity.admin else []
 
-    def _record_logs(
+    def record_logs(
         self, path: str, kind: FunctionKind, lines: list[str], error: SynclineError | None = None
     ) -> None:
         """Hand a call's log lines (and failure) to the log tail; system calls are the
-        dashboard's own and stay out of it."""
+        dashboard's own and stay out of it. The runner does this for the calls it
+        starts; the scheduler, which runs job mutations in transactions of its own,
+        calls it for those."""
         if self._log_feed is not None and not is_system_path(path):
             text = None if error is None else failure_text(error)
             self._log_feed.record(path, kind.value, lines, text)
@@ -337,10 +339,10 @@ class FunctionRunner:
             exc.rooms = frozenset(presence.rooms)  # type: ignore[attr-defined]
             exc.feeds = _feeds_of(ctx)  # type: ignore[attr-defined]
             if top_level:
-                self._record_logs(spec.path, FunctionKind.QUERY, lines, exc)
+                self.record_logs(spec.path, FunctionKind.QUERY, lines, exc)
             raise
         if top_level:
-            self._record_logs(spec.path, FunctionKind.QUERY, lines)
+            self.record_logs(spec.path, FunctionKind.QUERY, lines)
         return QueryResult(
             value,
             snapshot.ts,
@@ -422,11 +424,11 @@ class FunctionRunner:
                 )
             except SynclineError as exc:
                 if not from_function:
-                    self._record_logs(path, FunctionKind.MUTATION, lines, exc)
+                    self.record_logs(path, FunctionKind.MUTATION, lines, exc)
                 raise
             result.log_lines = self._lines_for(identity, lines)
             if not from_function:
-                self._record_logs(path, FunctionKind.MUTATION, lines)
+                self.record_logs(path, FunctionKind.MUTATION, lines)
             if not result.deduplicated:
                 await self.apply_presence(presence)
             return result
@@ -651,11 +653,12 @@ class FunctionRunner:
                     value = await self._invoke(spec, ctx, checked)
                 self._check_result(deployment, spec, value)
             except SynclineError as exc:
-                if not from_function:
-                    self._record_logs(spec.path, FunctionKind.ACTION, lines, exc)
+                if not from_function or trusted:
+                    self.record_logs(spec.path, FunctionKind.ACTION, lines, exc)
                 raise
-            if not from_function:
-                self._record_logs(spec.path, FunctionKind.ACTION, lines)
+            # A scheduled action (trusted) is a call of its own, as a client's is.
+            if not from_function or trusted:
+                self.record_logs(spec.path, FunctionKind.ACTION, lines)
             return ActionResult(value, self._lines_for(identity, lines))
 
     async def _transact_for_scheduler(self, body: TransactionBody[Any]) -> Any:

@@ -89,16 +89,17 @@ async def _run_mutation(
     job_id, path = first.job_id, first.path
     skipped = False
     presence = runner.presence_writer()
+    lines: list[str] = []
 
     async def body(tx: Transaction, deployment: Deployment) -> Any:
-        nonlocal skipped, presence
+        nonlocal skipped, presence, lines
         current = await first.read(tx)
         skipped = current is None or state_of(current) is not JobState.PENDING
         if skipped:
             return None
         assert current is not None
         presence = runner.presence_writer()  # only the committed attempt's changes apply
-        value, _ = await runner.execute_mutation(
+        value, lines = await runner.execute_mutation(
             tx,
             deployment,
             path,
@@ -115,9 +116,11 @@ async def _run_mutation(
     except (UnavailableError, OccConflictError):
         raise
     except SynclineError as exc:
+        runner.record_logs(path, FunctionKind.MUTATION, lines, exc)
         return await _record_failure(runner, job_id, JobState.PENDING, exc.message, clock_ms)
     if skipped:
         return Outcome.SKIPPED, None
+    runner.record_logs(path, FunctionKind.MUTATION, lines)
     await runner.apply_presence(presence)
     return Outcome.SUCCESS, result.ts
 

@@ -153,6 +153,11 @@ APP_FILES = {
             return await ctx.presence.messages(room)
 
 
+        @mutation(args={"text": v.string()})
+        async def noisy_later(ctx, text):
+            await ctx.scheduler.run_after(0, internal.ops.noisy, {"text": text})
+
+
         @mutation
         async def schedule_system(ctx):
             return await ctx.scheduler.run_after(0, "_system/verify:effect", {"run": "x", "token": "t"})

@@ -157,6 +157,10 @@ async def test_log_tail_shows_lines_and_failures_live(admin: Client, user: Clien
     # logging from the app's module arrives with its level.
     assert any(x["level"] == "WARN" and "careful" in x["message"] for x in entries)
 
+    # So do scheduled functions', run by the scheduler.
+    await user.mutation("ops:noisy_later", {"text": "hello from a job"})
+    await until(tail, lambda e: any(x["message"] == "hello from a job" for x in e))
+
     with pytest.raises(FunctionError):
         await user.mutation("ops:explode", {})
     errors = admin.subscribe("_system/logs:tail", {"level": "ERROR"})

@@ -57,3 +57,8 @@ async def job_states(ctx):
 @query(args={"id": v.string()})
 async def job(ctx, id):
     return await ctx.db.system.get(id)
+
+
+@mutation(args={"text": v.string()})
+async def schedule_shout(ctx, text):
+    await ctx.scheduler.run_after(0, internal.bank.shout, {"text": text})
