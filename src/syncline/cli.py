@@ -212,6 +212,9 @@ def _verify(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr)
 
+    # Clients reconnecting through injected faults is expected: the report says how long.
+    logging.getLogger("syncline.client").setLevel(logging.WARNING)
+
     nemesis = None
     if cluster is not None and args.faults:
         from syncline.cluster._nemesis import Nemesis, parse_faults
