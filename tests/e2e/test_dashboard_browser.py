@@ -14,14 +14,12 @@ Screenshots and the server's log are kept in ``$SYNCLINE_TEST_ARTIFACTS``
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +30,7 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures.dev_server import DevServer
+from tests.fixtures.local_cluster import syncline
 from tests.fixtures.node_driver import NodeDriver
 from tests.fixtures.servers import APPS
 
@@ -477,19 +476,6 @@ async def test_the_page_survives_a_server_restart(page: Page, server: DevServer,
 # -- a cluster ------------------------------------------------------------------------
 
 
-async def _syncline(*args: str, timeout: float = 120.0) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncline",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    return process.returncode or 0, out.decode(), err.decode()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def cluster(artifacts: Path) -> AsyncIterator[tuple[str, str]]:
     """``syncline cluster up`` with the bank app: (gateway URL, admin key). Its services'
@@ -498,7 +484,7 @@ async def cluster(artifacts: Path) -> AsyncIterator[tuple[str, str]]:
     base.chmod(0o755)  # PostgreSQL runs as its own user under root and must enter it
     data = base / "cluster"
     try:
-        code, out, err = await _syncline("cluster", "up", "--app", str(BANK), "--data", str(data))
+        code, out, err = await syncline("cluster", "up", "--app", str(BANK), "--data", str(data))
         assert code == 0, err
         lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
         yield lines["gateway"], lines["admin key"]
@@ -508,8 +494,8 @@ async def cluster(artifacts: Path) -> AsyncIterator[tuple[str, str]]:
         for log in data.glob("*/*.log"):
             shutil.copy(log, logs / log.name)
         if (data / "cluster.json").exists():
-            await _syncline("cluster", "down", "--data", str(data))
-            code, out, _ = await _syncline("cluster", "status", "--data", str(data), "--json")
+            await syncline("cluster", "down", "--data", str(data))
+            code, out, _ = await syncline("cluster", "status", "--data", str(data), "--json")
             for process in json.loads(out)["processes"] if code == 0 else []:
                 if process["pid"] is not None:
                     with contextlib.suppress(ProcessLookupError):

@@ -9,39 +9,25 @@ schema like a function's; Syncline's own tables stay read-only.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from syncline._errors import ValidationError
 from syncline.database import DatabaseReader, IndexRange, TableInfo
-from syncline.functions import LEVELS, FunctionKind, FunctionSpec, Visibility
+from syncline.functions import LEVELS, FunctionKind, FunctionSpec
 from syncline.jobs import CRON_JOBS, SCHEDULED_FUNCTIONS
 from syncline.jobs import SYSTEM_TABLES as JOB_TABLES
-from syncline.runtime import LOG_ROOM, SYSTEM_PREFIX, SystemMutationCtx, SystemQueryCtx
+from syncline.runtime import (
+    LOG_ROOM,
+    SystemMutationCtx,
+    SystemQueryCtx,
+    system_function,
+    system_registry,
+)
 from syncline.schema import BY_CREATION_TIME
-from syncline.values import Validator, as_validator, v
+from syncline.values import v
 from syncline.verify._functions import VERIFY_FUNCTIONS
 from syncline.verify._tables import VERIFY_TABLES
-
-Handler = Callable[..., Awaitable[Any]]
-
-
-def _system(kind: FunctionKind, args: Mapping[str, Validator]) -> Callable[[Handler], FunctionSpec]:
-    """Declare a system function (internal: no client reaches it without an admin key)."""
-
-    def wrap(handler: Handler) -> FunctionSpec:
-        return FunctionSpec(handler, kind, Visibility.INTERNAL, as_validator(args), None)
-
-    return wrap
-
-
-def query(*, args: Mapping[str, Validator]) -> Callable[[Handler], FunctionSpec]:
-    return _system(FunctionKind.QUERY, args)
-
-
-def mutation(*, args: Mapping[str, Validator]) -> Callable[[Handler], FunctionSpec]:
-    return _system(FunctionKind.MUTATION, args)
-
 
 MAX_PAGE_ITEMS = 200
 _COUNT = v.union(v.float64(), v.int64())
@@ -63,7 +49,7 @@ def _table_info(ctx: SystemQueryCtx | SystemMutationCtx, table: str) -> TableInf
 # -- deployment ------------------------------------------------------------------------
 
 
-@query(args={})
+@system_function(FunctionKind.QUERY, {})
 async def describe(ctx: SystemQueryCtx) -> dict[str, Any]:
     """The live version: its tables (with indexes and validators) and functions, and
     the versions deployed so far (newest first)."""
@@ -103,15 +89,16 @@ async def describe(ctx: SystemQueryCtx) -> dict[str, Any]:
 # -- data ------------------------------------------------------------------------------
 
 
-@query(
-    args={
+@system_function(
+    FunctionKind.QUERY,
+    {
         "table": v.string(),
         "index": v.optional(v.string()),
         "eq": v.optional(v.array(v.any())),
         "order": v.optional(v.union(v.literal("asc"), v.literal("desc"))),
         "cursor": v.optional(v.union(v.string(), v.null())),
         "numItems": v.optional(_COUNT),
-    }
+    },
 )
 async def page(
     ctx: SystemQueryCtx,
@@ -148,7 +135,9 @@ async def page(
     return await rows.order(order or "desc").paginate({"cursor": cursor, "numItems": items})
 
 
-@mutation(args={"table": v.string(), "document": v.record(v.string(), v.any())})
+@system_function(
+    FunctionKind.MUTATION, {"table": v.string(), "document": v.record(v.string(), v.any())}
+)
 async def insert(ctx: SystemMutationCtx, table: str, document: dict[str, Any]) -> str:
     """Insert a document into an app table (checked against its schema)."""
     if table.startswith("_"):
@@ -156,13 +145,15 @@ async def insert(ctx: SystemMutationCtx, table: str, document: dict[str, Any]) -
     return await ctx.db.insert(table, _without_system_fields(document))
 
 
-@mutation(args={"id": v.string(), "document": v.record(v.string(), v.any())})
+@system_function(
+    FunctionKind.MUTATION, {"id": v.string(), "document": v.record(v.string(), v.any())}
+)
 async def replace(ctx: SystemMutationCtx, id: str, document: dict[str, Any]) -> None:
     """Replace an app document's fields (``_id`` and ``_creationTime`` stay)."""
     await ctx.db.replace(id, _without_system_fields(document))
 
 
-@mutation(args={"id": v.string()})
+@system_function(FunctionKind.MUTATION, {"id": v.string()})
 async def delete(ctx: SystemMutationCtx, id: str) -> None:
     await ctx.db.delete(id)
 
@@ -174,11 +165,12 @@ def _without_system_fields(document: dict[str, Any]) -> dict[str, Any]:
 # -- schedules -------------------------------------------------------------------------
 
 
-@query(
-    args={
+@system_function(
+    FunctionKind.QUERY,
+    {
         "state": v.optional(v.union(*(v.literal(s) for s in JOB_STATES))),
         "limit": v.optional(_COUNT),
-    }
+    },
 )
 async def list_jobs(
     ctx: SystemQueryCtx, state: str | None = None, limit: float | None = None
@@ -194,13 +186,13 @@ async def list_jobs(
     return await by_state.order("desc").take(count)
 
 
-@query(args={})
+@system_function(FunctionKind.QUERY, {})
 async def crons(ctx: SystemQueryCtx) -> list[Any]:
     """The live crons, by name, with when each runs next."""
     return await ctx.db.system.query(CRON_JOBS).with_index("by_name").collect()
 
 
-@mutation(args={"id": v.string()})
+@system_function(FunctionKind.MUTATION, {"id": v.string()})
 async def cancel(ctx: SystemMutationCtx, id: str) -> None:
     """Cancel a job that has not finished (a finished one is left as it is)."""
     await ctx.scheduler.cancel(id)
@@ -209,12 +201,13 @@ async def cancel(ctx: SystemMutationCtx, id: str) -> None:
 # -- logs and health -------------------------------------------------------------------
 
 
-@query(
-    args={
+@system_function(
+    FunctionKind.QUERY,
+    {
         "path": v.optional(v.string()),
         "level": v.optional(v.union(*(v.literal(level) for level in LEVELS))),
         "limit": v.optional(_COUNT),
-    }
+    },
 )
 async def tail(
     ctx: SystemQueryCtx,
@@ -243,7 +236,7 @@ def _path_matches(entry_path: str, wanted: str | None) -> bool:
     return entry_path == wanted or entry_path.startswith(wanted.rstrip(":") + ":")
 
 
-@query(args={})
+@system_function(FunctionKind.QUERY, {})
 async def cluster(ctx: SystemQueryCtx) -> dict[str, Any] | None:
     """Regions, nodes, leaders, replication lag and commit rate, as this node sees
     them; re-runs whenever that view changes."""
@@ -263,9 +256,7 @@ def _registry() -> dict[str, FunctionSpec]:
         "logs:tail": tail,
         "health:cluster": cluster,
     }
-    for path, spec in named.items():
-        spec.path = SYSTEM_PREFIX + path
-    return {**{SYSTEM_PREFIX + path: spec for path, spec in named.items()}, **VERIFY_FUNCTIONS}
+    return {**system_registry(named), **VERIFY_FUNCTIONS}
 
 
 SYSTEM_FUNCTIONS = _registry()

@@ -26,6 +26,8 @@ from syncline.runtime._system import (
     HealthSource,
     SystemServices,
     is_system_path,
+    system_function,
+    system_registry,
 )
 from syncline.runtime._versions import (
     VersionRecord,
@@ -63,4 +65,6 @@ __all__ = [
     "is_system_path",
     "load_versions",
     "record_version",
+    "system_function",
+    "system_registry",
 ]

@@ -7,12 +7,13 @@ live deployment and, on nodes that have one, the cluster's health.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from syncline.functions import FunctionSpec
+from syncline.functions import FunctionKind, FunctionSpec, Visibility
 from syncline.runtime._versions import VersionRecord
+from syncline.values import Validator, as_validator
 
 SYSTEM_PREFIX = "_system/"
 """Paths of system functions start with this; no app module can (``_`` files are private)."""
@@ -48,3 +49,25 @@ class SystemServices:
 
 def is_system_path(path: str) -> bool:
     return path.startswith(SYSTEM_PREFIX)
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def system_function(
+    kind: FunctionKind, args: Mapping[str, Validator]
+) -> Callable[[Handler], FunctionSpec]:
+    """Declare a system function: internal, so no client reaches it but with an
+    admin key (see ``FunctionRunner.resolve``)."""
+
+    def wrap(handler: Handler) -> FunctionSpec:
+        return FunctionSpec(handler, kind, Visibility.INTERNAL, as_validator(args), None)
+
+    return wrap
+
+
+def system_registry(named: Mapping[str, FunctionSpec]) -> dict[str, FunctionSpec]:
+    """``{"module:name": spec}`` as system functions by path (``_system/module:name``)."""
+    for path, spec in named.items():
+        spec.path = SYSTEM_PREFIX + path
+    return {SYSTEM_PREFIX + path: spec for path, spec in named.items()}

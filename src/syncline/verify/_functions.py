@@ -11,30 +11,27 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from syncline._errors import ValidationError
 from syncline.database import TableInfo
-from syncline.functions import FunctionKind, FunctionSpec, Visibility
-from syncline.runtime import SYSTEM_PREFIX, SystemMutationCtx, SystemQueryCtx
+from syncline.functions import FunctionKind, FunctionSpec
+from syncline.runtime import (
+    SYSTEM_PREFIX,
+    SystemMutationCtx,
+    SystemQueryCtx,
+    system_function,
+    system_registry,
+)
 from syncline.storage import Document
-from syncline.values import Validator, as_validator, v
+from syncline.values import v
 from syncline.verify._tables import BY_KEY, VERIFY_ACCOUNTS, VERIFY_LISTS
 
-Handler = Callable[..., Awaitable[Any]]
 MAX_OPS = 64
 MAX_KEYS = 256
 
 _OPS = v.array(v.array(v.any()))
 _RUN = v.string()
-
-
-def _spec(kind: FunctionKind, args: Mapping[str, Validator]) -> Callable[[Handler], FunctionSpec]:
-    def wrap(handler: Handler) -> FunctionSpec:
-        return FunctionSpec(handler, kind, Visibility.INTERNAL, as_validator(args), None)
-
-    return wrap
 
 
 def _table(ctx: SystemQueryCtx | SystemMutationCtx, name: str) -> TableInfo:
@@ -56,7 +53,7 @@ async def _find(
 # -- list-append -------------------------------------------------------------------
 
 
-@_spec(FunctionKind.MUTATION, {"run": _RUN, "ops": _OPS})
+@system_function(FunctionKind.MUTATION, {"run": _RUN, "ops": _OPS})
 async def txn(ctx: SystemMutationCtx, run: str, ops: list[list[Any]]) -> list[list[Any]]:
     """Run ``[["append", key, value], ["r", key, null], ...]`` in one transaction;
     the ops with each read's list filled in."""
@@ -84,7 +81,7 @@ async def txn(ctx: SystemMutationCtx, run: str, ops: list[list[Any]]) -> list[li
     return done
 
 
-@_spec(FunctionKind.QUERY, {"run": _RUN, "keys": v.array(v.string())})
+@system_function(FunctionKind.QUERY, {"run": _RUN, "keys": v.array(v.string())})
 async def read(ctx: SystemQueryCtx, run: str, keys: list[str]) -> list[list[Any]]:
     """A read-only transaction: ``[["r", key, list], ...]`` at one snapshot."""
     if len(keys) > MAX_KEYS:
@@ -99,7 +96,7 @@ async def read(ctx: SystemQueryCtx, run: str, keys: list[str]) -> list[list[Any]
 # -- bank --------------------------------------------------------------------------
 
 
-@_spec(FunctionKind.MUTATION, {"run": _RUN, "balances": v.array(v.array(v.any()))})
+@system_function(FunctionKind.MUTATION, {"run": _RUN, "balances": v.array(v.array(v.any()))})
 async def open_accounts(ctx: SystemMutationCtx, run: str, balances: list[list[Any]]) -> None:
     """Open ``[[key, balance], ...]`` (int64 balances); an existing account stays."""
     accounts = _table(ctx, VERIFY_ACCOUNTS)
@@ -109,7 +106,7 @@ async def open_accounts(ctx: SystemMutationCtx, run: str, balances: list[list[An
             await ctx.tx.insert(accounts, record, now_ms=time.time() * 1000.0)
 
 
-@_spec(
+@system_function(
     FunctionKind.MUTATION,
     {"run": _RUN, "source": v.string(), "target": v.string(), "amount": v.int64()},
 )
@@ -132,7 +129,7 @@ async def transfer(ctx: SystemMutationCtx, run: str, source: str, target: str, a
     return True
 
 
-@_spec(FunctionKind.QUERY, {"run": _RUN})
+@system_function(FunctionKind.QUERY, {"run": _RUN})
 async def balances(ctx: SystemQueryCtx, run: str) -> list[list[Any]]:
     """Every account of the run at one snapshot: ``[[key, balance], ...]``."""
     rows = ctx.db.system.query(VERIFY_ACCOUNTS).with_index(BY_KEY, lambda q: q.eq("run", run))
@@ -151,7 +148,7 @@ def effects_key(token: str) -> str:
     return f"effects-{zlib.crc32(token.encode()) % EFFECT_SHARDS}"
 
 
-@_spec(
+@system_function(
     FunctionKind.MUTATION,
     {"run": _RUN, "tokens": v.array(v.string()), "kind": v.string(), "delay_ms": v.float64()},
 )
@@ -169,19 +166,19 @@ async def schedule(
     ]
 
 
-@_spec(FunctionKind.MUTATION, {"run": _RUN, "token": v.string()})
+@system_function(FunctionKind.MUTATION, {"run": _RUN, "token": v.string()})
 async def effect(ctx: SystemMutationCtx, run: str, token: str) -> None:
     """The effect: the token appended to the run's effects list."""
     await txn.handler(ctx, run=run, ops=[["append", effects_key(token), token]])
 
 
-@_spec(FunctionKind.ACTION, {"run": _RUN, "token": v.string()})
+@system_function(FunctionKind.ACTION, {"run": _RUN, "token": v.string()})
 async def effect_action(ctx: Any, run: str, token: str) -> None:
     """An action whose one effect is the mutation above."""
     await ctx.run_mutation(f"{SYSTEM_PREFIX}verify:effect", {"run": run, "token": token})
 
 
-@_spec(FunctionKind.QUERY, {"ids": v.array(v.string())})
+@system_function(FunctionKind.QUERY, {"ids": v.array(v.string())})
 async def job_states(ctx: SystemQueryCtx, ids: list[str]) -> list[str | None]:
     """Each job's state (``pending``, ``success`` ...; None if it is gone)."""
     if len(ids) > MAX_KEYS:
@@ -205,9 +202,7 @@ def _registry() -> dict[str, FunctionSpec]:
         "verify:effect_action": effect_action,
         "verify:job_states": job_states,
     }
-    for path, spec in named.items():
-        spec.path = SYSTEM_PREFIX + path
-    return {SYSTEM_PREFIX + path: spec for path, spec in named.items()}
+    return system_registry(named)
 
 
 VERIFY_FUNCTIONS = _registry()
