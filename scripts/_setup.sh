@@ -11,9 +11,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 
-# The integration tests run real ZooKeeper and Redis servers (PostgreSQL is expected installed).
+# The integration tests run real ZooKeeper and Redis servers (PostgreSQL is expected installed),
+# and skew a scheduler's clock with libfaketime.
 missing_packages=()
-for package in zookeeper redis-server; do
+for package in zookeeper redis-server faketime; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
     missing_packages+=("$package")
   fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -124,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--faults",
         help="comma-separated faults to inject in turn while each workload runs, or 'all' "
-        "(kill-ROLE, stop-ROLE for txn/sync/gateway/scheduler, restart-postgres, "
-        "restart-redis, partition-REGION); needs --cluster",
+        "(kill-ROLE, stop-ROLE for txn/sync/gateway/scheduler, expire-txn, expire-scheduler, "
+        "skew-scheduler, restart-postgres, restart-redis, drop-clients, partition-REGION, "
+        "pause-replica-REGION); needs --cluster",
     )
     check.add_argument(
         "--fault-seconds", type=float, default=3.0, help="how long each fault lasts (default 3)"
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 def _verify(args: argparse.Namespace) -> int:
     import random
 
-    from syncline.verify import WORKLOADS, Model, WorkloadConfig, verify
+    from syncline.verify import WORKLOADS, Model, VerifyReport, WorkloadConfig, verify
 
     cluster = None
     if args.cluster is not None:
@@ -228,17 +230,24 @@ def _verify(args: argparse.Namespace) -> int:
             cluster, faults, duration_seconds=args.fault_seconds, seed=seed, progress=progress
         )
     print(f"seed {seed} (run again with --seed {seed})", file=sys.stderr)
-    try:
-        report = asyncio.run(
-            verify(
-                config,
+
+    async def run() -> VerifyReport:
+        async with contextlib.AsyncExitStack() as stack:
+            urls = config.urls
+            if nemesis is not None:  # drop-clients puts proxies between clients and gateways
+                urls = await stack.enter_async_context(nemesis.client_links(urls))
+            report = await verify(
+                dataclasses.replace(config, urls=urls),
                 workloads=workloads,
                 model=Model(args.model),
                 history_path=args.history,
                 faults=nemesis,
                 progress=progress,
             )
-        )
+            return dataclasses.replace(report, urls=config.urls)  # the gateways, not our proxies
+
+    try:
+        report = asyncio.run(run())
     except SynclineError as exc:
         print(f"syncline verify: {exc.message}", file=sys.stderr)
         return 2
@@ -318,11 +327,12 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _status_text(report: dict[str, Any]) -> str:
     lines = [f"cluster in {report['data_dir']} (app {report['app_dir']})"]
+    width = max((len(process["name"]) for process in report["processes"]), default=0)
     for process in report["processes"]:
         pid = process["pid"] if process["pid"] is not None else "not running"
         leader = " (leader)" if process["leader"] else ""
         lines.append(
-            f"  {process['name']:<24} {process['role']:<9} {process['region']:<14} "
+            f"  {process['name']:<{width}} {process['role']:<9} {process['region']:<14} "
             f"{process['address']:<16} pid {pid}{leader}"
         )
     for region, url in report["gateways"].items():

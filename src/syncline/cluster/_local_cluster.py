@@ -3,7 +3,9 @@
 ``syncline cluster up`` starts PostgreSQL, ZooKeeper and Redis from local
 binaries, then 2 txn nodes, 2 sync nodes, a gateway and 2 scheduler nodes
 (``python -m syncline.cluster ROLE``), each in its own session so they outlive the command,
-each with its log and pid file under ``DATA/<name>/``. ``cluster.json`` in the
+each with its log and pid file under ``DATA/<name>/``. The txn and scheduler
+nodes reach ZooKeeper through a fault proxy each, so one leader can be cut off
+ZooKeeper (``syncline verify --faults expire-txn``). ``cluster.json`` in the
 data directory records the ports, so ``down`` and ``status`` (from any later
 process) find everything, and a second ``up`` reuses the same ports and data.
 The instance secret is ``DATA/instance_secret``: ``syncline admin-key --data
@@ -28,7 +30,15 @@ import psycopg
 from syncline._errors import SynclineError
 from syncline.auth import REVOKED_KEYS_FILENAME, AdminKeys, load_or_create_instance_secret
 from syncline.cluster._local_regions import LinkSpec, LocalRegion, RegionSpec
-from syncline.devservers import LocalPostgres, LocalRedis, LocalServer, LocalZooKeeper, free_port
+from syncline.devservers import (
+    LocalFaultProxy,
+    LocalPostgres,
+    LocalRedis,
+    LocalServer,
+    LocalZooKeeper,
+    faketime_environment,
+    free_port,
+)
 from syncline.devservers._process import PidFileServer, clean_environment, spawn
 from syncline.storage._replication import subscription_name
 from syncline.v1 import syncline_pb2 as pb
@@ -57,6 +67,14 @@ class ServiceSpec:
     """HTTP port: health for txn and sync, the client API for the gateway."""
     region: str = ""
     """A non-primary region it serves ("": the primary's)."""
+    zookeeper_link: LinkSpec | None = None
+    """Its own proxied link to ZooKeeper (the primary region's elected nodes), so a
+    fault can cut one leader off ZooKeeper until its session expires."""
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ServiceSpec:
+        link = raw.pop("zookeeper_link", None)
+        return cls(**raw, zookeeper_link=LinkSpec(**link) if link else None)
 
 
 @dataclass
@@ -83,7 +101,7 @@ class ClusterState:
             return None
         except ValueError as exc:
             raise ClusterError(f"{path} is not valid JSON; remove it to start afresh") from exc
-        raw["services"] = [ServiceSpec(**spec) for spec in raw.get("services", [])]
+        raw["services"] = [ServiceSpec.from_json(spec) for spec in raw.get("services", [])]
         raw["regions"] = [RegionSpec.from_json(region) for region in raw.get("regions", [])]
         return cls(**raw)
 
@@ -98,10 +116,20 @@ ELECTED_ROLES = ("txn", "scheduler")
 """Roles with one leader and standbys."""
 
 
-def _default_services(regions: list[str]) -> list[ServiceSpec]:
+def _default_services(state: ClusterState, regions: list[str]) -> list[ServiceSpec]:
     roles = [("txn0", "txn"), ("txn1", "txn"), ("sync0", "sync"), ("sync1", "sync")]
     roles += [("gateway0", "gateway"), ("scheduler0", "scheduler"), ("scheduler1", "scheduler")]
-    specs = [ServiceSpec(name, role, free_port(), free_port()) for name, role in roles]
+    zookeeper = f"127.0.0.1:{state.zookeeper_port}"
+    specs = [
+        ServiceSpec(
+            name,
+            role,
+            free_port(),
+            free_port(),
+            zookeeper_link=LinkSpec("zookeeper", zookeeper) if role in ELECTED_ROLES else None,
+        )
+        for name, role in roles
+    ]
     for region in regions:
         for role in ("sync", "gateway"):
             specs.append(ServiceSpec(f"{role}-{region}", role, free_port(), free_port(), region))
@@ -189,6 +217,17 @@ class LocalCluster:
             spec.name: LocalRegion(self.data_dir, spec, delay_ms=state.inter_region_delay_ms)
             for spec in state.regions
         }
+        self.zookeeper_links = {
+            spec.name: LocalFaultProxy(
+                self.data_dir / f"link-{spec.name}-zookeeper",
+                port=spec.zookeeper_link.port,
+                upstream=spec.zookeeper_link.upstream,
+                control_port=spec.zookeeper_link.control_port,
+                label=f"link {spec.name}/zookeeper",
+            )
+            for spec in state.services
+            if spec.zookeeper_link is not None
+        }
         self.services = [self._service(spec) for spec in state.services]
 
     @classmethod
@@ -227,7 +266,7 @@ class LocalCluster:
         state = ClusterState.load(data_dir)
         if state is None:
             state = ClusterState(str(app_dir.absolute()), region=names[0])
-            state.services = _default_services(names[1:])
+            state.services = _default_services(state, names[1:])
             state.regions = [_region_spec(name, state) for name in names[1:]]
             state.inter_region_delay_ms = inter_region_delay_ms
         elif regions is not None and [state.region, *(r.name for r in state.regions)] != names:
@@ -266,11 +305,13 @@ class LocalCluster:
     def admin_key(self) -> str:
         return AdminKeys(self._secret).issue("cluster")
 
-    def _service(self, spec: ServiceSpec) -> LocalService:
+    def _service(self, spec: ServiceSpec, *, clock_offset_seconds: float = 0.0) -> LocalService:
         # A non-primary region reaches ZooKeeper, txn and the primary's data through
         # its links, and reads its own replica.
         region = self.regions.get(spec.region)
         zk_hosts = region.zk_hosts if region else f"127.0.0.1:{self.state.zookeeper_port}"
+        if spec.name in self.zookeeper_links:
+            zk_hosts = self.zookeeper_links[spec.name].address
         dsn = region.dsn if region else self.postgres.dsn(DATABASE)
         flags = ["--zk-hosts", zk_hosts]
         own_redis = region.redis.url if region else self.redis.url
@@ -282,7 +323,7 @@ class LocalCluster:
             return LocalService(spec, self.data_dir / spec.name, flags, {})
         flags += ["--app", self.state.app_dir, "--pg-dsn", dsn]
         flags += ["--port", str(spec.port), "--http-port", str(spec.http_port)]
-        env: dict[str, str] = {}
+        env = faketime_environment(clock_offset_seconds) if clock_offset_seconds else {}
         if spec.role == "scheduler":
             flags += ["--redis", own_redis]
         if spec.role == "sync":
@@ -316,6 +357,7 @@ class LocalCluster:
         started: list[LocalServer] = []
         try:
             await self._start_all([self.postgres, self.zookeeper, self.redis], started, progress)
+            await self._start_all(list(self.zookeeper_links.values()), started, progress)
             await self._create_database()
             by_role = {
                 role: [s for s in self.services if s.spec.role == role and not s.spec.region]
@@ -396,6 +438,7 @@ class LocalCluster:
             regional += [*region.links.values(), region.replica, region.redis]
         for server in [
             *reversed(self.services),
+            *self.zookeeper_links.values(),
             *regional,
             self.redis,
             self.zookeeper,
@@ -412,6 +455,63 @@ class LocalCluster:
             progress(f"{_label(server)} stopped (pid {pid})")
         if errors:
             raise ClusterError("; ".join(errors))
+
+    # -- faults ------------------------------------------------------------------------
+
+    async def set_faults(
+        self,
+        region: str,
+        *,
+        delay_ms: float | None = None,
+        hold: bool | None = None,
+        drop: str | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Change the links between ``region`` and the primary's region
+        (``action``: "heal" or "reset")."""
+        local = self._region(region)
+        if action is not None:
+            await local.control(action)
+        if delay_ms is not None or hold is not None or drop is not None:
+            await local.set_faults(delay_ms=delay_ms, hold=hold, drop=drop)
+
+    async def pause_replica(self, region: str, paused: bool) -> None:
+        """Stop (or resume) ``region``'s replica applying the primary's changes."""
+        local = self._region(region)
+        if paused:
+            await local.pause()
+        else:
+            await local.subscribe(self.postgres.dsn(DATABASE))
+
+    async def restart_service(self, name: str, *, clock_offset_seconds: float = 0.0) -> None:
+        """Stop one service gracefully and start it again, its wall clock
+        ``clock_offset_seconds`` off the true time (0: true)."""
+        index = next((i for i, s in enumerate(self.services) if s.spec.name == name), None)
+        if index is None:
+            raise ClusterError(f"no service {name!r} in this cluster")
+        await self.services[index].stop()
+        service = self._service(
+            self.services[index].spec, clock_offset_seconds=clock_offset_seconds
+        )
+        self.services[index] = service
+        await service.start()
+
+    async def hold_zookeeper(self, name: str, hold: bool) -> None:
+        """Stop (or let flow again) everything between one service and ZooKeeper."""
+        link = self.zookeeper_links.get(name)
+        if link is None:
+            raise ClusterError(
+                f"{name} has no link of its own to ZooKeeper (the primary region's txn and "
+                "scheduler nodes do, in clusters made by this version)"
+            )
+        await link.faults(hold=hold)
+
+    def _region(self, name: str) -> LocalRegion:
+        local = self.regions.get(name)
+        if local is None:
+            known = ", ".join(self.regions) or "none"
+            raise ClusterError(f"no region {name!r} with links (non-primary regions: {known})")
+        return local
 
     # -- status ------------------------------------------------------------------------
 
@@ -437,6 +537,8 @@ class LocalCluster:
         server_entry("postgres", "postgres", primary, self.postgres)
         server_entry("zookeeper", "zookeeper", primary, self.zookeeper)
         server_entry("redis", "redis", primary, self.redis)
+        for name, link in self.zookeeper_links.items():
+            server_entry(f"link-{name}-zookeeper", "link", primary, link)
         for region in self.regions.values():
             server_entry(f"postgres-{region.name}", "replica", region.name, region.replica)
             server_entry(f"redis-{region.name}", "redis", region.name, region.redis)
@@ -479,26 +581,6 @@ class LocalCluster:
             "admin_key": self.admin_key(),
             "processes": processes,
         }
-
-    async def set_faults(
-        self,
-        region: str,
-        *,
-        delay_ms: float | None = None,
-        hold: bool | None = None,
-        drop: str | None = None,
-        action: str | None = None,
-    ) -> None:
-        """Change the links between ``region`` and the primary's region
-        (``action``: "heal" or "reset")."""
-        local = self.regions.get(region)
-        if local is None:
-            known = ", ".join(self.regions) or "none"
-            raise ClusterError(f"no region {region!r} with links (non-primary regions: {known})")
-        if action is not None:
-            await local.control(action)
-        if delay_ms is not None or hold is not None or drop is not None:
-            await local.set_faults(delay_ms=delay_ms, hold=hold, drop=drop)
 
 
 def _label(server: LocalServer) -> str:

@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from syncline._errors import SynclineError
 from syncline.devservers import LocalFaultProxy, LocalPostgres, LocalRedis, free_port
-from syncline.storage import ReplicaStatus, add_replica, replica_status
+from syncline.storage import ReplicaStatus, add_replica, pause_replica, replica_status
 
 DATABASE = "syncline"
 COPY_TIMEOUT_SECONDS = 120.0
@@ -116,6 +116,10 @@ class LocalRegion:
                     f"{COPY_TIMEOUT_SECONDS:g} s; see {self.replica.log_file}"
                 )
             await asyncio.sleep(0.1)
+
+    async def pause(self) -> None:
+        """Stop the replica applying the primary's changes; ``subscribe`` resumes it."""
+        await pause_replica(self.dsn, self.name)
 
     async def status(self, primary_dsn: str) -> ReplicaStatus:
         return await replica_status(primary_dsn, self.dsn, self.name)

@@ -11,12 +11,23 @@ leader):
 - ``kill-ROLE``: SIGKILL one process; healed by starting it again.
 - ``stop-ROLE``: SIGSTOP one process (it hangs, holding its connections and
   ZooKeeper session until that expires); healed by SIGCONT.
+- ``expire-txn``, ``expire-scheduler``: the leader's link to ZooKeeper holds all
+  traffic until ZooKeeper expires its session and a standby leads, while the old
+  leader runs on with its PostgreSQL connections; healed by letting it flow.
+- ``skew-scheduler``: a scheduler whose wall clock is a few seconds ahead or
+  behind (libfaketime) takes over as leader; healed by restarting it on the true
+  clock.
 - ``restart-postgres``: PostgreSQL's immediate shutdown (SIGQUIT: no checkpoint,
   crash recovery on start), then started again.
 - ``restart-redis``: Redis killed and started again (presence and rate limits
   are hints: nothing durable may be lost).
 - ``partition-REGION``: every link between REGION and the primary's region holds
   all traffic; healed by letting it flow again.
+- ``pause-replica-REGION``: REGION's replica stops applying the primary's changes
+  (its subscription disabled); healed by enabling it.
+- ``drop-clients``: every client connection is reset (RST) again and again, a
+  fraction of a second apart, so mutations are cut off in flight; the workload's
+  clients connect through proxies of this module for it (:meth:`Nemesis.client_links`).
 """
 
 from __future__ import annotations
@@ -28,11 +39,13 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from syncline._errors import ConfigError
 from syncline.cluster._local_cluster import LocalCluster, LocalService
+from syncline.devservers import FaultProxy, faketime_environment
 from syncline.verify import FaultWindow
 
 log = logging.getLogger(__name__)
@@ -40,13 +53,20 @@ log = logging.getLogger(__name__)
 ROLES = ("txn", "sync", "gateway", "scheduler")
 ELECTED = ("txn", "scheduler")
 RECOVERY_TIMEOUT_SECONDS = 60.0
+SKEW_SECONDS = (2.0, 8.0)
+"""How far a skewed scheduler's clock is off, either way (drawn from the seed)."""
+RESET_INTERVAL_SECONDS = (0.2, 0.8)
+"""How long clients' connections live between two resets under drop-clients."""
 
 
 def fault_names(cluster: LocalCluster) -> list[str]:
     """Every fault this cluster supports."""
     names = [f"{kind}-{role}" for kind in ("kill", "stop") for role in ROLES]
-    names += ["restart-postgres", "restart-redis"]
-    names += [f"partition-{region}" for region in cluster.regions]
+    if cluster.zookeeper_links:
+        names += [f"expire-{role}" for role in ELECTED]
+    names += ["skew-scheduler", "restart-postgres", "restart-redis", "drop-clients"]
+    for region in cluster.regions:
+        names += [f"partition-{region}", f"pause-replica-{region}"]
     return names
 
 
@@ -60,6 +80,8 @@ def parse_faults(cluster: LocalCluster, text: str) -> list[str]:
             f"unknown fault {', '.join(unknown) or '(none given)'}; this cluster supports: "
             + ", ".join(known)
         )
+    if "skew-scheduler" in wanted:
+        faketime_environment(0.0)  # a ConfigError says how to install libfaketime
     return wanted
 
 
@@ -83,6 +105,28 @@ class Nemesis:
         self._rng = random.Random(f"{seed}-nemesis")
         self._progress = progress
         self._next = 0
+        self._client_links: list[FaultProxy] = []
+
+    @contextlib.asynccontextmanager
+    async def client_links(self, urls: Sequence[str]) -> AsyncIterator[tuple[str, ...]]:
+        """The URLs clients should use: with ``drop-clients`` among the faults, each
+        gateway's through a proxy of ours that the fault resets; else ``urls``."""
+        if "drop-clients" not in self._faults:
+            yield tuple(urls)
+            return
+        proxied = []
+        try:
+            for url in urls:
+                parts = urllib.parse.urlsplit(url)
+                proxy = FaultProxy(parts.port or 80, upstream_host=parts.hostname or "127.0.0.1")
+                await proxy.start()
+                self._client_links.append(proxy)
+                proxied.append(parts._replace(netloc=proxy.address).geturl())
+            yield tuple(proxied)
+        finally:
+            links, self._client_links = self._client_links, []
+            for proxy in links:
+                await proxy.close()
 
     async def run(self, stop: asyncio.Event) -> list[FaultWindow]:
         """Inject faults in turn until ``stop`` is set; every fault is healed before
@@ -99,9 +143,8 @@ class Nemesis:
         return windows
 
     async def _one(self, fault: str) -> FaultWindow:
-        kind, _, subject = fault.partition("-")
         started = time.monotonic_ns()
-        target, heal = await self._inject(kind, subject)
+        target, heal = await self._inject(fault)
         self._progress(f"fault {fault}: {target}")
         try:
             await asyncio.sleep(self._duration)
@@ -115,8 +158,10 @@ class Nemesis:
         )
         return FaultWindow(fault, target, started, healed, recovered)
 
-    async def _inject(self, kind: str, subject: str) -> tuple[str, Callable[[], Any]]:
+    async def _inject(self, fault: str) -> tuple[str, Callable[[], Awaitable[Any]]]:
+        """Inject ``fault``; what it hit, and how to heal it."""
         cluster = self._cluster
+        kind, _, subject = fault.partition("-")
         if kind in ("kill", "stop"):
             service = await self._pick(subject)
             pid = service.pid
@@ -126,12 +171,16 @@ class Nemesis:
             if kind == "kill":
                 return f"{service.spec.name} (pid {pid})", self._start_missing
             return f"{service.spec.name} (pid {pid})", lambda: _resume(pid)
-        if kind == "restart" and subject == "postgres":
+        if kind == "expire":
+            return await self._expire_session(subject)
+        if fault == "skew-scheduler":
+            return await self._skew_scheduler()
+        if fault == "restart-postgres":
             pid = cluster.postgres.pid
             if pid is not None:
                 os.kill(pid, signal.SIGQUIT)  # immediate shutdown: crash recovery on start
             return f"postgres (pid {pid})", self._start_missing
-        if kind == "restart" and subject == "redis":
+        if fault == "restart-redis":
             pid = cluster.redis.pid
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)
@@ -139,7 +188,79 @@ class Nemesis:
         if kind == "partition":
             await cluster.set_faults(subject, hold=True)
             return f"links of {subject}", lambda: cluster.set_faults(subject, action="heal")
-        raise ConfigError(f"unknown fault {kind}-{subject}")
+        if fault.startswith("pause-replica-"):
+            region = fault.removeprefix("pause-replica-")
+            await cluster.pause_replica(region, True)
+            return f"replica of {region}", lambda: cluster.pause_replica(region, False)
+        if fault == "drop-clients":
+            return self._drop_clients()
+        raise ConfigError(f"unknown fault {fault}")
+
+    async def _expire_session(self, role: str) -> tuple[str, Callable[[], Awaitable[Any]]]:
+        """Cut the leader off ZooKeeper until a standby leads: its session expired."""
+        leader = await self._cluster.leader(role)
+        if leader is None:
+            raise ConfigError(f"no {role} node leads: nothing to expire")
+        name = leader.spec.name
+        await self._cluster.hold_zookeeper(name, True)
+        successor = await self._until_led_by_other(role, leader)
+        target = f"{name}'s ZooKeeper session; {successor or 'no other node'} took over"
+        return target, lambda: self._cluster.hold_zookeeper(name, False)
+
+    async def _skew_scheduler(self) -> tuple[str, Callable[[], Awaitable[Any]]]:
+        """Restart the standby scheduler on a skewed clock, then stop the leader so
+        the skewed one leads (the old leader comes back as its standby)."""
+        cluster = self._cluster
+        leader = await cluster.leader("scheduler")
+        others = [
+            s
+            for s in cluster.services
+            if s.spec.role == "scheduler" and s is not leader and not s.spec.region
+        ]
+        if leader is None or not others:
+            raise ConfigError("skew-scheduler needs a scheduler leader and a standby")
+        skewed = others[0].spec.name
+        offset = self._rng.choice((-1, 1)) * round(self._rng.uniform(*SKEW_SECONDS), 1)
+        await cluster.restart_service(skewed, clock_offset_seconds=offset)
+        await leader.stop()
+        await self._until_led_by_other("scheduler", leader)
+        await self._start_missing()
+        target = f"{skewed} leads with its clock {offset:+g} s off"
+        return target, lambda: cluster.restart_service(skewed)
+
+    def _drop_clients(self) -> tuple[str, Callable[[], Awaitable[Any]]]:
+        links = self._client_links
+        if not links:
+            raise ConfigError("drop-clients needs the clients to connect through client_links()")
+        rng = random.Random(self._rng.random())
+
+        async def reset_again_and_again() -> None:
+            while True:
+                await asyncio.sleep(rng.uniform(*RESET_INTERVAL_SECONDS))
+                for proxy in links:
+                    proxy.reset()
+
+        resets = asyncio.create_task(reset_again_and_again(), name="nemesis-drop-clients")
+
+        async def heal() -> None:
+            resets.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resets
+
+        low, high = RESET_INTERVAL_SECONDS
+        return f"client connections, reset every {low:g}-{high:g} s", heal
+
+    async def _until_led_by_other(self, role: str, former: LocalService) -> str | None:
+        """The name of the node that leads ``role`` in place of ``former``, once one
+        does (None if none does in time)."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            leader = await self._cluster.leader(role)
+            if leader is not None and leader.spec.name != former.spec.name:
+                return leader.spec.name
+            await asyncio.sleep(0.2)
+        log.warning("no other %s node took over within %g s", role, RECOVERY_TIMEOUT_SECONDS)
+        return None
 
     async def _pick(self, role: str) -> LocalService:
         if role in ELECTED:

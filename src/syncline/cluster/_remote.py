@@ -229,10 +229,7 @@ class RemoteCommitter:
                 )
                 self._fail(batch, error_type(f"txn service error: {_detail(exc)}"))
                 return
-            log.info(
-                "txn leader %s unusable (%s); looking it up again", self._leader, exc.code().name
-            )
-            self._retire(stub)
+            self._retire(stub, exc.code().name)
             self._retry(batch, UnavailableError(f"the txn leader did not answer: {_detail(exc)}"))
             return
         except asyncio.CancelledError:
@@ -331,12 +328,7 @@ class RemoteCommitter:
                     raise refused(_detail(exc)) from exc
                 if exc.code() not in _RETRY_CODES:
                     raise SynclineError(f"txn service error: {_detail(exc)}") from exc
-                log.info(
-                    "txn leader %s unusable (%s); looking it up again",
-                    self._leader,
-                    exc.code().name,
-                )
-                self._retire(stub)
+                self._retire(stub, exc.code().name)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -390,13 +382,16 @@ class RemoteCommitter:
             log.debug("reading the txn leader failed: %r", exc)
             return None
 
-    def _retire(self, stub: pb_grpc.TxnStub) -> None:
+    def _retire(self, stub: pb_grpc.TxnStub, reason: str | None = None) -> None:
         """Stop using ``stub``'s channel for new calls (once, however many callers fail).
 
         The channel is closed only at shutdown: closing it now would cancel the
-        calls other callers still have in flight on it.
+        calls other callers still have in flight on it. ``reason`` is logged by
+        the caller that retires it, not by every caller whose call failed on it.
         """
         if self._stub is stub and self._channel is not None:
+            if reason is not None:
+                log.info("txn leader %s unusable (%s); looking it up again", self._leader, reason)
             self.failovers += 1
             self._retired.append(self._channel)
             self._channel, self._stub = None, None

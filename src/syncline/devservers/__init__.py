@@ -9,6 +9,7 @@ has a deadline, and its error carries the tail of the server's log.
 
 from syncline.devservers._docker import docker_available
 from syncline.devservers._errors import DevServerError
+from syncline.devservers._faketime import faketime_environment
 from syncline.devservers._fault_proxy import FaultProxy, LocalFaultProxy
 from syncline.devservers._postgres import LocalPostgres, StopMode, find_postgres_bin_dir
 from syncline.devservers._process import LocalServer, ServerState, free_port, log_tail
@@ -26,6 +27,7 @@ __all__ = [
     "ServerState",
     "StopMode",
     "docker_available",
+    "faketime_environment",
     "find_postgres_bin_dir",
     "free_port",
     "log_tail",

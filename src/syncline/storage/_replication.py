@@ -169,6 +169,19 @@ async def remove_replica(primary_dsn: str, region: str, *, replica_dsn: str | No
             await conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
 
 
+async def pause_replica(replica_dsn: str, region: str) -> None:
+    """Stop ``region``'s replica applying the primary's changes (its subscription is
+    disabled; the primary's slot keeps what it has not sent). ``add_replica``
+    resumes it. The region then reads an ever older snapshot, as when the apply
+    worker falls far behind."""
+    name = subscription_name(region)
+    conn = await _autocommit(replica_dsn)
+    async with conn:
+        if not await _has_subscription(conn, name):
+            raise ConfigError(f"region {region} has no replica subscription to pause")
+        await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(name)))
+
+
 async def promote_replica(replica_dsn: str, region: str) -> None:
     """Detach ``region``'s replica from a primary that is lost, so it can become the
     primary: its subscription is dropped without touching the old primary (whose
