@@ -75,10 +75,12 @@ async def test_a_healthy_server_shows_no_anomaly(healthy: EmbeddedServer, tmp_pa
     assert set(first) == {"index", "time", "type", "process", "f", "value"}
 
 
-async def test_a_server_without_occ_validation_is_caught(without_occ: EmbeddedServer) -> None:
+async def test_a_server_without_occ_validation_is_caught(
+    without_occ: EmbeddedServer, tmp_path: Path
+) -> None:
     # Few keys, many clients: concurrent read-modify-writes of one list are certain.
     config = _config(without_occ, keys_active=2, clients=8, accounts=3)
-    report = await verify(config)
+    report = await verify(config, failed_history_dir=tmp_path)
     assert not report.valid
     by_name = {w.name: w for w in report.workloads}
     found = {a.kind for a in by_name["list-append"].anomalies}
@@ -88,6 +90,13 @@ async def test_a_server_without_occ_validation_is_caught(without_occ: EmbeddedSe
         a.kind in ("bank-total", "negative-balance") for a in by_name["bank"].anomalies
     )
     assert "ANOMALIES FOUND" in report.text()
+
+    # Each failing history is kept, and checking the kept file finds the anomalies again.
+    kept = Path(by_name["list-append"].details["history_file"])
+    assert kept.parent == tmp_path and f"its history is kept in {kept}" in report.text()
+    again = check_list_append(History.read_elle(kept), model=Model.STRONG_SESSION_SERIALIZABLE)
+    assert again.anomalies
+    assert Path(by_name["bank"].details["history_file"]).exists()
 
 
 async def _syncline(*args: str) -> tuple[int, str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from syncline.verify._bank import check_bank
 from syncline.verify._faults import FaultInjector, describe_windows
-from syncline.verify._history import count_by_type
+from syncline.verify._history import History, count_by_type
 from syncline.verify._ledger import check_ledger
 from syncline.verify._list_append import Anomaly, Model, check_list_append
 from syncline.verify._workloads import (
@@ -36,6 +37,7 @@ class WorkloadReport:
     longest_unavailability_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     timeline: Timeline = field(default_factory=Timeline, repr=False)
+    history: History = field(default_factory=History, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,8 @@ class VerifyReport:
                     lines.append(f"  {txn}")
             if len(w.anomalies) > 20:
                 lines.append(f"{w.name}: {len(w.anomalies) - 20} more anomalies (see --json)")
+            if "history_file" in w.details:
+                lines.append(f"{w.name}: its history is kept in {w.details['history_file']}")
         lines.append("")
         lines.append(
             "no anomalies found" if self.valid else "ANOMALIES FOUND: the history is not valid"
@@ -114,9 +118,16 @@ async def verify(
     history_path: Path | None = None,
     faults: FaultInjector | None = None,
     progress: Progress = lambda message: None,
+    failed_history_dir: Path | None = None,
 ) -> VerifyReport:
     """Run each workload in turn against ``config.urls`` (with ``faults`` injected
-    while its clients run) and check what it recorded."""
+    while its clients run) and check what it recorded.
+
+    The history of a workload that shows an anomaly is kept, as JSON lines, in
+    ``failed_history_dir`` (default: the system's temporary directory) unless it
+    already went to ``history_path``; the report names the file.
+    """
+    kept_in = failed_history_dir or Path(tempfile.gettempdir())
     run = uuid.uuid4().hex[:12]
     reports: list[WorkloadReport] = []
     for name in workloads:
@@ -137,6 +148,9 @@ async def verify(
             timeline = report.timeline
             ended = timeline.started_ns + (timeline.ended_ns or timeline.now())
             report.details["faults"] = describe_windows(windows, timeline.absolute_marks(), ended)
+        if report.anomalies:
+            written = history_path if name == "list-append" else None
+            report.details["history_file"] = str(written or _keep(report, run, kept_in))
         reports.append(report)
     return VerifyReport(run, config.seed, config.urls, model, reports)
 
@@ -193,4 +207,12 @@ async def _one_workload(
         timeline.longest_gap_seconds(),
         details,
         timeline,
+        history,
     )
+
+
+def _keep(report: WorkloadReport, run: str, directory: Path) -> Path:
+    """Write a failing workload's history where the operator can find it."""
+    path = directory / f"syncline-verify-{run}-{report.name}.jsonl"
+    report.history.write_elle(path)
+    return path
