@@ -4,6 +4,7 @@ built without OCC validation is caught; the command's report, JSON and exit code
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -11,9 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from syncline.cluster._nemesis import Nemesis
 from syncline.server import EmbeddedConfig, EmbeddedServer
 from syncline.txn import CommitterConfig
-from syncline.verify import History, Model, WorkloadConfig, check_list_append, verify
+from syncline.verify import (
+    History,
+    Model,
+    VerifyReport,
+    WorkloadConfig,
+    check_list_append,
+    verify,
+)
 from tests.fixtures.dev_server import DevServer
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +51,13 @@ async def healthy(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
 @pytest.fixture
 async def without_occ(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
     server = await _embedded(tmp_path, CommitterConfig(check_conflicts=False))
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def without_dedupe(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    server = await _embedded(tmp_path, CommitterConfig(deduplicate_requests=False))
     yield server
     await server.close()
 
@@ -97,6 +113,36 @@ async def test_a_server_without_occ_validation_is_caught(
     again = check_list_append(History.read_elle(kept), model=Model.STRONG_SESSION_SERIALIZABLE)
     assert again.anomalies
     assert Path(by_name["bank"].details["history_file"]).exists()
+
+
+async def _verify_with_dropped_connections(
+    server: EmbeddedServer, workloads: tuple[str, ...]
+) -> VerifyReport:
+    """``workloads`` with every client connection reset again and again (drop-clients,
+    which needs no cluster: the clients connect through links of the verifier's)."""
+    config = _config(server, seconds=6.0, keys_active=3)
+    nemesis = Nemesis(None, ["drop-clients"], duration_seconds=2.0, rest_seconds=0.5, seed=3)
+    async with nemesis.client_links(config.urls) as urls:
+        return await verify(
+            dataclasses.replace(config, urls=urls), workloads=workloads, faults=nemesis
+        )
+
+
+async def test_mutations_cut_off_in_flight_take_effect_once(healthy: EmbeddedServer) -> None:
+    report = await _verify_with_dropped_connections(healthy, ("list-append", "scheduled"))
+    assert report.valid, report.text()
+    for workload in report.workloads:
+        faults = [f["fault"] for f in workload.details["faults"]]
+        assert len(faults) >= 2 and set(faults) == {"drop-clients"}, faults
+        assert workload.outcomes["ok"] > 50, report.text()
+
+
+async def test_a_server_that_commits_a_resent_mutation_again_is_caught(
+    without_dedupe: EmbeddedServer,
+) -> None:
+    report = await _verify_with_dropped_connections(without_dedupe, ("list-append",))
+    [workload] = report.workloads
+    assert "duplicate" in {a.kind for a in workload.anomalies}, report.text()
 
 
 async def _syncline(*args: str) -> tuple[int, str, str]:

@@ -59,8 +59,11 @@ RESET_INTERVAL_SECONDS = (0.2, 0.8)
 """How long clients' connections live between two resets under drop-clients."""
 
 
-def fault_names(cluster: LocalCluster) -> list[str]:
-    """Every fault this cluster supports."""
+def fault_names(cluster: LocalCluster | None) -> list[str]:
+    """Every fault this cluster supports (without one, against any deployment, only
+    the one made in this process: drop-clients)."""
+    if cluster is None:
+        return ["drop-clients"]
     names = [f"{kind}-{role}" for kind in ("kill", "stop") for role in ROLES]
     if cluster.zookeeper_links:
         names += [f"expire-{role}" for role in ELECTED]
@@ -70,15 +73,15 @@ def fault_names(cluster: LocalCluster) -> list[str]:
     return names
 
 
-def parse_faults(cluster: LocalCluster, text: str) -> list[str]:
+def parse_faults(cluster: LocalCluster | None, text: str) -> list[str]:
     """``all`` or a comma-separated list; ConfigError names an unknown fault."""
     known = fault_names(cluster)
     wanted = known if text.strip() == "all" else [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in known]
     if unknown or not wanted:
+        where = "this cluster supports" if cluster else "without --cluster, only"
         raise ConfigError(
-            f"unknown fault {', '.join(unknown) or '(none given)'}; this cluster supports: "
-            + ", ".join(known)
+            f"unknown fault {', '.join(unknown) or '(none given)'}; {where}: " + ", ".join(known)
         )
     if "skew-scheduler" in wanted:
         faketime_environment(0.0)  # a ConfigError says how to install libfaketime
@@ -86,11 +89,12 @@ def parse_faults(cluster: LocalCluster, text: str) -> list[str]:
 
 
 class Nemesis:
-    """Injects faults into a local cluster while a workload runs."""
+    """Injects faults into a local cluster while a workload runs (without a cluster:
+    drop-clients only, against any deployment)."""
 
     def __init__(
         self,
-        cluster: LocalCluster,
+        cluster: LocalCluster | None,
         faults: list[str],
         *,
         duration_seconds: float = 3.0,
@@ -160,7 +164,9 @@ class Nemesis:
 
     async def _inject(self, fault: str) -> tuple[str, Callable[[], Awaitable[Any]]]:
         """Inject ``fault``; what it hit, and how to heal it."""
-        cluster = self._cluster
+        if fault == "drop-clients":
+            return self._drop_clients()
+        cluster = self._local
         kind, _, subject = fault.partition("-")
         if kind in ("kill", "stop"):
             service = await self._pick(subject)
@@ -192,25 +198,23 @@ class Nemesis:
             region = fault.removeprefix("pause-replica-")
             await cluster.pause_replica(region, True)
             return f"replica of {region}", lambda: cluster.pause_replica(region, False)
-        if fault == "drop-clients":
-            return self._drop_clients()
         raise ConfigError(f"unknown fault {fault}")
 
     async def _expire_session(self, role: str) -> tuple[str, Callable[[], Awaitable[Any]]]:
         """Cut the leader off ZooKeeper until a standby leads: its session expired."""
-        leader = await self._cluster.leader(role)
+        leader = await self._local.leader(role)
         if leader is None:
             raise ConfigError(f"no {role} node leads: nothing to expire")
         name = leader.spec.name
-        await self._cluster.hold_zookeeper(name, True)
+        await self._local.hold_zookeeper(name, True)
         successor = await self._until_led_by_other(role, leader)
         target = f"{name}'s ZooKeeper session; {successor or 'no other node'} took over"
-        return target, lambda: self._cluster.hold_zookeeper(name, False)
+        return target, lambda: self._local.hold_zookeeper(name, False)
 
     async def _skew_scheduler(self) -> tuple[str, Callable[[], Awaitable[Any]]]:
         """Restart the standby scheduler on a skewed clock, then stop the leader so
         the skewed one leads (the old leader comes back as its standby)."""
-        cluster = self._cluster
+        cluster = self._local
         leader = await cluster.leader("scheduler")
         others = [
             s
@@ -255,7 +259,7 @@ class Nemesis:
         does (None if none does in time)."""
         deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            leader = await self._cluster.leader(role)
+            leader = await self._local.leader(role)
             if leader is not None and leader.spec.name != former.spec.name:
                 return leader.spec.name
             await asyncio.sleep(0.2)
@@ -264,30 +268,38 @@ class Nemesis:
 
     async def _pick(self, role: str) -> LocalService:
         if role in ELECTED:
-            leader = await self._cluster.leader(role)
+            leader = await self._local.leader(role)
             if leader is not None:
                 return leader
-        running = [s for s in self._cluster.services if s.spec.role == role and s.pid is not None]
+        running = [s for s in self._local.services if s.spec.role == role and s.pid is not None]
         if not running:
             raise ConfigError(f"no {role} process is running")
         return self._rng.choice(running)
 
+    @property
+    def _local(self) -> LocalCluster:
+        if self._cluster is None:
+            raise ConfigError("this fault needs a local cluster (--cluster)")
+        return self._cluster
+
     async def _start_missing(self) -> None:
-        await self._cluster.up(lambda message: log.debug("%s", message))
+        await self._local.up(lambda message: log.debug("%s", message))
 
     async def _wait_until_serving(self) -> None:
         """Until every process runs and the txn (and scheduler) have leaders."""
+        if self._cluster is None:
+            return
         deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            if all(s.pid is not None for s in self._cluster.services) and all(
-                [await self._cluster.leader(role) for role in ELECTED if self._has(role)]
+            if all(s.pid is not None for s in self._local.services) and all(
+                [await self._local.leader(role) for role in ELECTED if self._has(role)]
             ):
                 return
             await asyncio.sleep(0.2)
         log.warning("the cluster did not recover within %g s", RECOVERY_TIMEOUT_SECONDS)
 
     def _has(self, role: str) -> bool:
-        return any(s.spec.role == role for s in self._cluster.services)
+        return any(s.spec.role == role for s in self._local.services)
 
 
 async def _resume(pid: int) -> None:

@@ -109,6 +109,10 @@ class CommitterConfig:
     """Refuse commits whose reads were overwritten since their snapshot (OCC). Off
     only to build a deliberately broken server, which ``syncline verify``'s tests
     must catch: without it, mutations are not serializable."""
+    deduplicate_requests: bool = True
+    """Commit each request key once, answering a retry with the first outcome. Off
+    only to build a deliberately broken server: a mutation resent after a dropped
+    connection then commits twice."""
 
 
 class Committer:
@@ -232,6 +236,8 @@ class Committer:
 
     async def find_idempotent(self, key: str) -> CommitOutcome | None:
         """The outcome recorded for a request key, if that request committed."""
+        if not self._config.deduplicate_requests:
+            return None
         outcome = self._recent.get(key)
         if outcome is not None:
             return CommitOutcome(outcome.ts, outcome.result_json, deduplicated=True)
@@ -267,17 +273,19 @@ class Committer:
         duplicates: list[tuple[_Pending, str]] = []
         # Keys that committed earlier (a retry; possibly under a previous leader), found
         # with one storage round trip for the whole batch.
+        deduplicate = self._config.deduplicate_requests
         unknown = [
             p.request.idempotency_key
             for p in batch
-            if p.request.idempotency_key is not None
+            if deduplicate
+            and p.request.idempotency_key is not None
             and not p.request.fresh_key
             and p.request.idempotency_key not in self._recent
         ]
         stored = await self._storage.find_idempotent_many(unknown) if unknown else {}
         for pending in batch:
             request = pending.request
-            key = request.idempotency_key
+            key = request.idempotency_key if deduplicate else None
             if key is not None and key in keys_in_batch:
                 duplicates.append((pending, key))
                 continue
