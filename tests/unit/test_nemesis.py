@@ -107,3 +107,9 @@ async def test_clients_connect_through_links_only_when_their_connections_are_dro
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_without_a_cluster_only_connections_can_be_dropped() -> None:
+    assert parse_faults(None, "all") == ["drop-clients"]
+    with pytest.raises(ConfigError, match="without --cluster, only: drop-clients"):
+        parse_faults(None, "kill-txn")
