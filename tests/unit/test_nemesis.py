@@ -113,3 +113,10 @@ def test_without_a_cluster_only_connections_can_be_dropped() -> None:
     assert parse_faults(None, "all") == ["drop-clients"]
     with pytest.raises(ConfigError, match="without --cluster, only: drop-clients"):
         parse_faults(None, "kill-txn")
+
+
+async def test_dropped_connections_need_plain_http() -> None:
+    nemesis = Nemesis(None, ["drop-clients"])
+    with pytest.raises(ConfigError, match=r"needs http:// URLs, not https://example\.com"):
+        async with nemesis.client_links(["https://example.com"]):
+            pass

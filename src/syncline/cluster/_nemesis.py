@@ -118,6 +118,12 @@ class Nemesis:
         if "drop-clients" not in self._faults:
             yield tuple(urls)
             return
+        secure = [url for url in urls if urllib.parse.urlsplit(url).scheme != "http"]
+        if secure:
+            raise ConfigError(
+                f"drop-clients needs http:// URLs, not {secure[0]}: its proxy would not match "
+                "a TLS certificate's host name; point it at a gateway's plain HTTP port"
+            )
         proxied = []
         try:
             for url in urls:
