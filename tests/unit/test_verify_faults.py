@@ -1,9 +1,12 @@
-"""How a fault's window is measured against the clients' successes."""
+"""How a fault's window is measured against the clients' successes, and which
+failures leave a mutation's outcome unknown."""
 
 from __future__ import annotations
 
+from syncline.client import FunctionError
 from syncline.verify import FaultWindow, describe_windows
 from syncline.verify._faults import longest_gap_ns
+from syncline.verify._workloads import outcome_unknown
 
 S = 1_000_000_000
 
@@ -37,3 +40,21 @@ def test_a_fault_clients_did_not_notice() -> None:
     marks = [i * S // 10 for i in range(90, 140)]  # a success every 100 ms throughout
     [described] = describe_windows([window], marks, 20 * S)
     assert described["longest_unavailability_seconds"] == 0.1
+
+
+def test_a_failure_that_does_not_say_whether_it_committed_is_unknown() -> None:
+    unknown = [
+        "Unavailable: no txn leader answered within 10 s",
+        "Fenced: this committer was deposed; retry on the new leader",
+        "Server Error",
+    ]
+    for message in unknown:
+        assert outcome_unknown(FunctionError(message)), message
+    refused = [
+        "OptimisticConcurrencyControlFailure: a read changed",
+        "ValidationFailed: transfer a positive amount",
+        'Uncaught ConvexError: "no"',
+    ]
+    for message in refused:
+        assert not outcome_unknown(FunctionError(message)), message
+    assert not outcome_unknown(FunctionError("Unavailable: lookalike", data="app data"))

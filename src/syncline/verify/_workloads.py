@@ -87,6 +87,21 @@ class Timeline:
         return longest_gap_ns(self.ok_ns, 0, ended) / 1e9
 
 
+_OUTCOME_UNKNOWN = ("Unavailable:", "Fenced:", "Server Error")
+"""How the failures begin that do not say whether a mutation committed: a service or
+its storage failed while it was under way, or the server failed in a way it does
+not explain to clients."""
+
+
+def outcome_unknown(error: FunctionError) -> bool:
+    """Whether a failed call may still have committed (recorded ``info``, not ``fail``).
+
+    The server refusing a mutation (a conflict, a bad argument, the function's own
+    error) means it did not commit; an unavailable txn leader or storage does not.
+    """
+    return error.data is None and str(error.message).startswith(_OUTCOME_UNKNOWN)
+
+
 async def _call(
     history: History,
     timeline: Timeline,
@@ -101,8 +116,9 @@ async def _call(
     history.add(process, OpType.INVOKE, f, invoked, timeline.now())
     try:
         result = await asyncio.wait_for(call, answer_within_seconds)
-    except FunctionError:
-        history.add(process, OpType.FAIL, f, invoked, timeline.now())
+    except FunctionError as exc:
+        outcome = OpType.INFO if outcome_unknown(exc) else OpType.FAIL
+        history.add(process, outcome, f, invoked, timeline.now())
     except (TimeoutError, ClientError, OSError):
         history.add(process, OpType.INFO, f, invoked, timeline.now())
     else:
