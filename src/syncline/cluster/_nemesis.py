@@ -46,7 +46,7 @@ from typing import Any
 from syncline._errors import ConfigError
 from syncline.cluster._local_cluster import LocalCluster, LocalService
 from syncline.devservers import FaultProxy, faketime_environment
-from syncline.verify import FaultWindow
+from syncline.verify import ClientSuccesses, FaultWindow
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,10 @@ class Nemesis:
             for proxy in links:
                 await proxy.close()
 
-    async def run(self, stop: asyncio.Event) -> list[FaultWindow]:
+    async def run(self, stop: asyncio.Event, successes: ClientSuccesses) -> list[FaultWindow]:
         """Inject faults in turn until ``stop`` is set; every fault is healed before
-        this returns."""
+        this returns. The rest before the next fault begins once clients are served
+        again, so that each fault's outage is its own."""
         windows: list[FaultWindow] = []
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -149,7 +150,9 @@ class Nemesis:
                 break
             fault = self._faults[self._next % len(self._faults)]
             self._next += 1
-            windows.append(await self._one(fault))
+            window = await self._one(fault)
+            windows.append(window)
+            await self._until_served_since(window.healed_ns, successes, stop)
         return windows
 
     async def _one(self, fault: str) -> FaultWindow:
@@ -167,6 +170,17 @@ class Nemesis:
             f"fault {fault} healed; serving again {(recovered - healed) / 1e9:.1f} s later"
         )
         return FaultWindow(fault, target, started, healed, recovered)
+
+    @staticmethod
+    async def _until_served_since(
+        since_ns: int, successes: ClientSuccesses, stop: asyncio.Event
+    ) -> None:
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+        while not stop.is_set() and time.monotonic() < deadline:
+            last = successes.last_ok_ns()
+            if last is not None and last >= since_ns:
+                return
+            await asyncio.sleep(0.05)
 
     async def _inject(self, fault: str) -> tuple[str, Callable[[], Awaitable[Any]]]:
         """Inject ``fault``; what it hit, and how to heal it."""

@@ -29,9 +29,17 @@ class FaultWindow:
     """When the cluster served again after the heal."""
 
 
+class ClientSuccesses(Protocol):
+    def last_ok_ns(self) -> int | None:
+        """The clients' latest success on ``time.monotonic_ns()``'s clock, if any."""
+        ...
+
+
 class FaultInjector(Protocol):
-    async def run(self, stop: asyncio.Event) -> list[FaultWindow]:
-        """Inject faults until ``stop`` is set; heal every one before returning."""
+    async def run(self, stop: asyncio.Event, successes: ClientSuccesses) -> list[FaultWindow]:
+        """Inject faults until ``stop`` is set; heal every one before returning.
+        ``successes`` tells when clients were served, so that one fault's outage
+        is over before the next begins."""
         ...
 
 

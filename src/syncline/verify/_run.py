@@ -135,17 +135,17 @@ async def verify(
             raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
         progress(f"{name}: {config.clients} clients for {config.seconds:g} s (run {run})")
         stop = asyncio.Event()
+        timeline = Timeline()
         nemesis = None
         if faults is not None:
-            nemesis = asyncio.create_task(faults.run(stop), name=f"verify-{name}-faults")
+            nemesis = asyncio.create_task(faults.run(stop, timeline), name=f"verify-{name}-faults")
             asyncio.get_running_loop().call_later(config.seconds, stop.set)
         try:
-            report = await _one_workload(name, config, run, model, history_path, progress)
+            report = await _one_workload(name, config, run, model, history_path, progress, timeline)
         finally:
             stop.set()
             windows = await nemesis if nemesis is not None else []
         if nemesis is not None:
-            timeline = report.timeline
             ended = timeline.started_ns + (timeline.ended_ns or timeline.now())
             report.details["faults"] = describe_windows(windows, timeline.absolute_marks(), ended)
         if report.anomalies:
@@ -162,22 +162,23 @@ async def _one_workload(
     model: Model,
     history_path: Path | None,
     progress: Progress,
+    timeline: Timeline,
 ) -> WorkloadReport:
     details: dict[str, Any]
     if name == "list-append":
-        history, final, timeline = await run_list_append(config, run, progress)
+        history, final, timeline = await run_list_append(config, run, progress, timeline)
         if history_path is not None:
             history.write_elle(history_path)
         result = check_list_append(history, model=model, final_reads=final)
         details = {"keys": result.keys, "reads_checked": result.reads_checked}
         anomalies = result.anomalies
     elif name == "bank":
-        history, balances, total, timeline = await run_bank(config, run, progress)
+        history, balances, total, timeline = await run_bank(config, run, progress, timeline)
         bank = check_bank(history, total=total, final_balances=balances)
         details = {"reads_checked": bank.reads_checked, "transfers_ok": bank.transfers_ok}
         anomalies = bank.anomalies
     elif name == "subscriptions":
-        watched = await run_subscriptions(config, run, progress)
+        watched = await run_subscriptions(config, run, progress, timeline)
         history, timeline = watched.history, watched.timeline
         appends = check_list_append(history, model=model, final_reads=watched.final)
         anomalies = [*watched.anomalies, *appends.anomalies]
@@ -189,7 +190,7 @@ async def _one_workload(
             else round(watched.convergence_seconds, 3),
         }
     else:
-        ledger = await run_ledger(config, run, progress)
+        ledger = await run_ledger(config, run, progress, timeline)
         history, timeline = ledger.history, ledger.timeline
         checked = check_ledger(ledger.jobs, ledger.states, ledger.effects)
         anomalies = checked.anomalies

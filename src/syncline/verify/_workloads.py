@@ -72,8 +72,18 @@ class Timeline:
     ended_ns: int | None = None
     """When its clients stopped, since it began."""
 
+    def begin(self) -> None:
+        """Start counting now (the workload's clients are about to start)."""
+        self.started_ns = time.monotonic_ns()
+        self.ok_ns.clear()
+        self.ended_ns = None
+
     def now(self) -> int:
         return time.monotonic_ns() - self.started_ns
+
+    def last_ok_ns(self) -> int | None:
+        """The latest success on ``time.monotonic_ns()``'s clock, if any."""
+        return self.started_ns + self.ok_ns[-1] if self.ok_ns else None
 
     def end(self) -> None:
         self.ended_ns = self.now()
@@ -167,13 +177,14 @@ def _list_append_ops(keys: _Keys, rng: random.Random, config: WorkloadConfig) ->
 
 
 async def run_list_append(
-    config: WorkloadConfig, run: str, progress: Progress
+    config: WorkloadConfig, run: str, progress: Progress, timeline: Timeline | None = None
 ) -> tuple[History, dict[str, list[Any]], Timeline]:
     """Run the list-append workload: its history, each key's final list (read by a
     committing transaction after everything else, so it is current), and the
     longest unavailability in seconds."""
     history = History()
-    timeline = Timeline()
+    timeline = timeline or Timeline()
+    timeline.begin()
     keys = _Keys(config)
     deadline = time.monotonic() + config.seconds
 
@@ -222,7 +233,7 @@ async def _final_lists(config: WorkloadConfig, run: str, keys: list[str]) -> dic
 
 
 async def run_bank(
-    config: WorkloadConfig, run: str, progress: Progress
+    config: WorkloadConfig, run: str, progress: Progress, timeline: Timeline | None = None
 ) -> tuple[History, dict[str, int], int, Timeline]:
     """Run the bank workload: its history, the final balances, the total that must
     hold, and the longest unavailability in seconds."""
@@ -234,7 +245,8 @@ async def run_bank(
             {"run": run, "balances": [[a, config.initial_balance] for a in accounts]},
         )
     history = History()
-    timeline = Timeline()
+    timeline = timeline or Timeline()
+    timeline.begin()
     deadline = time.monotonic() + config.seconds
 
     async def process(number: int, client: Client) -> None:
@@ -329,7 +341,7 @@ class SubscriptionRun:
 
 
 async def run_subscriptions(
-    config: WorkloadConfig, run: str, progress: Progress
+    config: WorkloadConfig, run: str, progress: Progress, timeline: Timeline | None = None
 ) -> SubscriptionRun:
     """Writers append to a few keys while subscribers in every region watch them all.
     Each subscriber's lists may only grow (a result never goes back to an older
@@ -337,7 +349,8 @@ async def run_subscriptions(
     subscriber must come to show exactly the final lists."""
     keys = [f"s{i}" for i in range(4)]
     history = History()
-    timeline = Timeline()
+    timeline = timeline or Timeline()
+    timeline.begin()
     values = itertools.count(1)
     deadline = time.monotonic() + config.seconds
     watchers = [Client(url, admin_key=config.admin_key) for url in config.urls for _ in range(2)]
@@ -437,13 +450,16 @@ class LedgerRun:
     timeline: Timeline
 
 
-async def run_ledger(config: WorkloadConfig, run: str, progress: Progress) -> LedgerRun:
+async def run_ledger(
+    config: WorkloadConfig, run: str, progress: Progress, timeline: Timeline | None = None
+) -> LedgerRun:
     """Clients schedule mutations and actions whose one effect appends a token to a
     list; once every job has finished, each token's effect must be there once for
     a mutation that succeeded, at most once for any action, never for a job that
     was not scheduled."""
     history = History()
-    timeline = Timeline()
+    timeline = timeline or Timeline()
+    timeline.begin()
     jobs: dict[str, tuple[str, str | None, OpType]] = {}
     tokens = itertools.count()
     deadline = time.monotonic() + config.seconds
