@@ -1,9 +1,11 @@
-"""Faults for ``syncline verify --faults`` on a local cluster (``syncline cluster up``).
+"""Faults for ``syncline verify --faults`` on a local cluster (``syncline cluster up``),
+and the one fault that needs no cluster access (``drop-clients``).
 
 While a workload runs, the nemesis takes the faults in turn: it injects one,
 holds it for ``duration_seconds``, heals it, waits for the cluster to serve
-again, then rests ``rest_seconds`` before the next. Each fault's window is
-recorded so the report can show how long clients went without an answer.
+again and for clients to be served again, then rests ``rest_seconds`` before
+the next. Each fault's window is recorded so the report can show how long
+clients went without an answer.
 
 Faults (``ROLE`` is txn, sync, gateway or scheduler; txn and scheduler pick the
 leader):
