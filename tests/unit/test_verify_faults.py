@@ -1,12 +1,14 @@
 """How a fault's window is measured against the clients' successes, and which
-failures leave a mutation's outcome unknown."""
+failures leave a mutation's outcome unknown (and why each failed)."""
 
 from __future__ import annotations
 
-from syncline.client import FunctionError
-from syncline.verify import FaultWindow, describe_windows
+import asyncio
+
+from syncline.client import ClientError, FunctionError
+from syncline.verify import FaultWindow, History, OpType, describe_windows
 from syncline.verify._faults import longest_gap_ns
-from syncline.verify._workloads import outcome_unknown
+from syncline.verify._workloads import Timeline, _call, outcome_unknown
 
 S = 1_000_000_000
 
@@ -58,3 +60,34 @@ def test_a_failure_that_does_not_say_whether_it_committed_is_unknown() -> None:
     for message in refused:
         assert not outcome_unknown(FunctionError(message)), message
     assert not outcome_unknown(FunctionError("Unavailable: lookalike", data="app data"))
+
+
+async def test_each_failure_is_recorded_with_why() -> None:
+    history, timeline = History(), Timeline()
+
+    async def fails(error: Exception) -> None:
+        raise error
+
+    async def hangs() -> None:
+        await asyncio.sleep(10)
+
+    calls = [
+        fails(FunctionError("Unavailable: no txn leader answered within 10 s")),
+        fails(FunctionError("OptimisticConcurrencyControlFailure: a read changed")),
+        fails(FunctionError("OptimisticConcurrencyControlFailure: again")),
+        fails(ClientError("the client is closed")),
+        hangs(),
+    ]
+    for process, call in enumerate(calls):
+        await _call(
+            history, timeline, process, "txn", [], call, lambda r: r, answer_within_seconds=0.01
+        )
+    outcomes = [op.type for op in history.ops if op.type is not OpType.INVOKE]
+    assert outcomes == [OpType.INFO, OpType.FAIL, OpType.FAIL, OpType.INFO, OpType.INFO]
+    assert timeline.not_ok == {
+        "OptimisticConcurrencyControlFailure": 2,
+        "Unavailable": 1,
+        "ClientError": 1,
+        "no answer within 0.01 s": 1,
+    }
+    assert not timeline.ok_ns

@@ -44,6 +44,7 @@ class WorkloadReport:
             "workload": self.name,
             "operations": self.operations,
             "outcomes": self.outcomes,
+            "not_ok": dict(self.timeline.not_ok.most_common()),
             "anomalies": [a.to_json() for a in self.anomalies],
             "longest_unavailability_seconds": round(self.longest_unavailability_seconds, 3),
             **self.details,
@@ -86,6 +87,10 @@ class VerifyReport:
                 f"{w.outcomes['info']:>6,} {len(w.anomalies):>9,} "
                 f"{w.longest_unavailability_seconds:>10.2f} s"
             )
+        for w in self.workloads:
+            if w.timeline.not_ok:
+                reasons = ", ".join(f"{why} ({n:,})" for why, n in w.timeline.not_ok.most_common())
+                lines.append(f"  {w.name}: failed or unanswered: {reasons}")
         for w in self.workloads:
             for fault in w.details.get("faults", []):
                 lines.append(

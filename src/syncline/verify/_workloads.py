@@ -15,6 +15,7 @@ import itertools
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -71,12 +72,15 @@ class Timeline:
     """Since it began."""
     ended_ns: int | None = None
     """When its clients stopped, since it began."""
+    not_ok: Counter[str] = field(default_factory=Counter)
+    """Why operations failed or went unanswered: each error's code, by count."""
 
     def begin(self) -> None:
         """Start counting now (the workload's clients are about to start)."""
         self.started_ns = time.monotonic_ns()
         self.ok_ns.clear()
         self.ended_ns = None
+        self.not_ok.clear()
 
     def now(self) -> int:
         return time.monotonic_ns() - self.started_ns
@@ -129,8 +133,13 @@ async def _call(
     except FunctionError as exc:
         outcome = OpType.INFO if outcome_unknown(exc) else OpType.FAIL
         history.add(process, outcome, f, invoked, timeline.now())
-    except (TimeoutError, ClientError, OSError):
+        timeline.not_ok[str(exc.message).split(":", 1)[0]] += 1
+    except TimeoutError:
         history.add(process, OpType.INFO, f, invoked, timeline.now())
+        timeline.not_ok[f"no answer within {answer_within_seconds:g} s"] += 1
+    except (ClientError, OSError) as exc:
+        history.add(process, OpType.INFO, f, invoked, timeline.now())
+        timeline.not_ok[type(exc).__name__] += 1
     else:
         done = timeline.now()
         history.add(process, OpType.OK, f, complete(result), done)
