@@ -18,6 +18,7 @@ import logging
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,8 @@ class TxnNode:
 
     async def _on_elected(self) -> None:
         assert self._app is not None
+        started = time.monotonic()
+        log.info("txn node %s won the election; taking over", self.identifier)
         self.epoch = await self.storage.acquire_epoch()
         committer = Committer(
             self.storage,
@@ -182,10 +185,11 @@ class TxnNode:
             {"address": self.address, "epoch": self.epoch, "id": self.identifier}
         )
         log.info(
-            "txn node %s is the leader (epoch %d, ts above %d)",
+            "txn node %s is the leader (epoch %d, ts above %d; took over in %.0f ms)",
             self.identifier,
             self.epoch,
             committer.last_ts,
+            (time.monotonic() - started) * 1000,
         )
 
     async def _stored_code(self) -> tuple[AppBundle, App]:
