@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         help="comma-separated faults to inject in turn while each workload runs, or 'all' "
         "(kill-ROLE, stop-ROLE for txn/sync/gateway/scheduler, expire-txn, expire-scheduler, "
-        "skew-scheduler, restart-postgres, restart-redis, drop-clients, partition-REGION, "
+        "skew-txn, skew-scheduler, restart-postgres, restart-redis, drop-clients, partition-REGION, "
         "pause-replica-REGION); all but drop-clients need --cluster",
     )
     check.add_argument(

@@ -25,7 +25,8 @@ def test_a_single_region_cluster_offers_every_fault_but_those_between_regions(
     names = fault_names(cluster(tmp_path))
     for role in ("txn", "sync", "gateway", "scheduler"):
         assert f"kill-{role}" in names and f"stop-{role}" in names
-    assert {"expire-txn", "expire-scheduler", "skew-scheduler", "drop-clients"} <= set(names)
+    assert {"expire-txn", "expire-scheduler", "skew-txn", "skew-scheduler"} <= set(names)
+    assert "drop-clients" in names
     assert {"restart-postgres", "restart-redis"} <= set(names)
     assert not [n for n in names if n.startswith(("partition-", "pause-replica-"))]
 

@@ -16,9 +16,9 @@ leader):
 - ``expire-txn``, ``expire-scheduler``: the leader's link to ZooKeeper holds all
   traffic until ZooKeeper expires its session and a standby leads, while the old
   leader runs on with its PostgreSQL connections; healed by letting it flow.
-- ``skew-scheduler``: a scheduler whose wall clock is a few seconds ahead or
-  behind (libfaketime) takes over as leader; healed by restarting it on the true
-  clock.
+- ``skew-txn``, ``skew-scheduler``: a node whose wall clock is a few seconds
+  ahead or behind (libfaketime) takes over as leader; healed by restarting it on
+  the true clock.
 - ``restart-postgres``: PostgreSQL's immediate shutdown (SIGQUIT: no checkpoint,
   crash recovery on start), then started again.
 - ``restart-redis``: Redis killed and started again (presence and rate limits
@@ -56,7 +56,7 @@ ROLES = ("txn", "sync", "gateway", "scheduler")
 ELECTED = ("txn", "scheduler")
 RECOVERY_TIMEOUT_SECONDS = 60.0
 SKEW_SECONDS = (2.0, 8.0)
-"""How far a skewed scheduler's clock is off, either way (drawn from the seed)."""
+"""How far a skewed leader's clock is off, either way (drawn from the seed)."""
 RESET_INTERVAL_SECONDS = (0.2, 0.8)
 """How long clients' connections live between two resets under drop-clients."""
 
@@ -69,7 +69,8 @@ def fault_names(cluster: LocalCluster | None) -> list[str]:
     names = [f"{kind}-{role}" for kind in ("kill", "stop") for role in ROLES]
     if cluster.zookeeper_links:
         names += [f"expire-{role}" for role in ELECTED]
-    names += ["skew-scheduler", "restart-postgres", "restart-redis", "drop-clients"]
+    names += [f"skew-{role}" for role in ELECTED]
+    names += ["restart-postgres", "restart-redis", "drop-clients"]
     for region in cluster.regions:
         names += [f"partition-{region}", f"pause-replica-{region}"]
     return names
@@ -85,7 +86,7 @@ def parse_faults(cluster: LocalCluster | None, text: str) -> list[str]:
         raise ConfigError(
             f"unknown fault {', '.join(unknown) or '(none given)'}; {where}: " + ", ".join(known)
         )
-    if "skew-scheduler" in wanted:
+    if any(fault.startswith("skew-") for fault in wanted):
         faketime_environment(0.0)  # a ConfigError says how to install libfaketime
     return wanted
 
@@ -201,8 +202,8 @@ class Nemesis:
             return f"{service.spec.name} (pid {pid})", lambda: _resume(pid)
         if kind == "expire":
             return await self._expire_session(subject)
-        if fault == "skew-scheduler":
-            return await self._skew_scheduler()
+        if kind == "skew":
+            return await self._skew_leader(subject)
         if fault == "restart-postgres":
             pid = cluster.postgres.pid
             if pid is not None:
@@ -233,23 +234,19 @@ class Nemesis:
         target = f"{name}'s ZooKeeper session; {successor or 'no other node'} took over"
         return target, lambda: self._local.hold_zookeeper(name, False)
 
-    async def _skew_scheduler(self) -> tuple[str, Callable[[], Awaitable[Any]]]:
-        """Restart the standby scheduler on a skewed clock, then stop the leader so
+    async def _skew_leader(self, role: str) -> tuple[str, Callable[[], Awaitable[Any]]]:
+        """Restart a standby of ``role`` on a skewed clock, then stop the leader so
         the skewed one leads (the old leader comes back as its standby)."""
         cluster = self._local
-        leader = await cluster.leader("scheduler")
-        others = [
-            s
-            for s in cluster.services
-            if s.spec.role == "scheduler" and s is not leader and not s.spec.region
-        ]
+        leader = await cluster.leader(role)
+        others = [s for s in cluster.services if s.spec.role == role and s is not leader and s.pid]
         if leader is None or not others:
-            raise ConfigError("skew-scheduler needs a scheduler leader and a standby")
+            raise ConfigError(f"skew-{role} needs a {role} leader and a standby")
         skewed = others[0].spec.name
         offset = self._rng.choice((-1, 1)) * round(self._rng.uniform(*SKEW_SECONDS), 1)
         await cluster.restart_service(skewed, clock_offset_seconds=offset)
         await leader.stop()
-        await self._until_led_by_other("scheduler", leader)
+        await self._until_led_by_other(role, leader)
         await self._start_missing()
         target = f"{skewed} leads with its clock {offset:+g} s off"
         return target, lambda: cluster.restart_service(skewed)
