@@ -108,7 +108,8 @@ async def test_up_serves_the_official_clients_status_reports_down_stops(
     assert report["admin_key"] == admin_key
     roles = [p["role"] for p in report["processes"]]
     services = ["txn", "txn", "sync", "sync", "gateway", "scheduler", "scheduler"]
-    assert sorted(roles) == sorted(["postgres", "zookeeper", "redis", *services])
+    links = ["link"] * 4  # each txn and scheduler node's own link to ZooKeeper
+    assert sorted(roles) == sorted(["postgres", "zookeeper", "redis", *services, *links])
     for elected in ("txn", "scheduler"):
         leaders = [p["leader"] for p in report["processes"] if p["role"] == elected]
         assert leaders.count(True) == 1, f"{elected}: {leaders}"
