@@ -239,7 +239,14 @@ class TxnNode:
                 results.append(exc)
         futures = [result for result in results if isinstance(result, asyncio.Future)]
         if futures:
-            await asyncio.wait(futures)
+            try:
+                await asyncio.wait(futures)
+            except asyncio.CancelledError:
+                # The caller gave up (its deadline passed): the commits still finish,
+                # and it learns their outcome by retrying with the same keys.
+                for future in futures:
+                    future.add_done_callback(_outcome_unheard)
+                raise
         return pb.CommitBatchResponse(
             responses=[response_to_proto(_settled(result)) for result in results]
         )
@@ -280,6 +287,12 @@ class TxnNode:
         if outcome is None:
             return pb.FindCommitResponse()
         return pb.FindCommitResponse(committed=outcome_to_proto(outcome))
+
+
+def _outcome_unheard(future: asyncio.Future[CommitOutcome]) -> None:
+    """Mark a commit's outcome as seen, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _settled(

@@ -32,6 +32,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from syncline._errors import ConfigError, FencedError, SynclineError, UnavailableError
 from syncline.storage._batch import collapse_batch
@@ -54,6 +55,13 @@ _MIGRATION_LOCK_KEY = 0x53594E434C494E45
 _BACKFILL_CHUNK = 10_000
 #: First wait before reconnecting the LISTEN connection; doubles up to the caller's maximum.
 _LISTEN_RETRY_START_SECONDS = 0.05
+
+# psycopg_pool replaces a lost connection after 1 s, then 2, 4, 8 s..., with no
+# setting for it: after a PostgreSQL restart of a few seconds, commits waited up
+# to twice the outage for the next attempt. Every pool of this process starts at
+# 0.1 s, each wait 1.5 times the last (past 1 s after 6 attempts).
+AttemptWithBackoff.INITIAL_DELAY = 0.1
+AttemptWithBackoff.DELAY_BACKOFF = 1.5
 
 _MIGRATIONS: list[tuple[int, LiteralString]] = [
     (
